@@ -1,0 +1,229 @@
+//! Middleware that authenticates requests with a ZITADEL system user token.
+//!
+//! ```no_run
+//! use axum::{Router, routing::{get, post}};
+//! use zitadel_system_auth::{SystemAuth, SystemUser};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = SystemAuth::builder().config_file("config.yaml").build()?;
+//!
+//! async fn search(user: SystemUser) -> String {
+//!     format!("searched as {}", user.user_id())
+//! }
+//! async fn health() -> &'static str {
+//!     "ok"
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/system/v1/instances/_search", post(search))
+//!     .route_layer(auth.layer())               // protects the routes above only
+//!     .route("/healthz", get(health));         // open
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The layer reads exactly one `Authorization: Bearer <token>` header (the scheme in
+//! any case, then one or more spaces), verifies the token with
+//! [`SystemAuth::verify`], and on success puts a [`SystemUser`] into the request's
+//! extensions, with the request's instance (an [`InstanceId`] extension, else the
+//! builder's) and organisation (the `x-zitadel-orgid` header) for membership checks.
+//! A refusal never reaches the inner service: it is answered as [`AuthError`] says.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use axum::{
+    body::Body,
+    http::{HeaderMap, Request, Response, header::AUTHORIZATION},
+    response::IntoResponse,
+};
+use bytes::Bytes;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    auth::SystemAuth,
+    error::{AuthError, Malformed},
+    user::{InstanceId, ORG_ID_HEADER, SystemUser},
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Wraps a service with [`SystemAuthService`]. Made by [`SystemAuth::layer`] and
+/// [`SystemAuth::optional_layer`].
+#[derive(Clone, Debug)]
+pub struct SystemAuthLayer {
+    auth: SystemAuth,
+    optional: bool,
+}
+
+impl SystemAuthLayer {
+    /// A layer that requires a valid token.
+    pub fn new(auth: SystemAuth) -> SystemAuthLayer {
+        SystemAuthLayer {
+            auth,
+            optional: false,
+        }
+    }
+
+    /// Lets requests without an `Authorization` header through unauthenticated.
+    pub fn optional(mut self) -> SystemAuthLayer {
+        self.optional = true;
+        self
+    }
+}
+
+impl<S> Layer<S> for SystemAuthLayer {
+    type Service = SystemAuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SystemAuthService {
+            inner,
+            auth: self.auth.clone(),
+            optional: self.optional,
+        }
+    }
+}
+
+/// The service [`SystemAuthLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct SystemAuthService<S> {
+    inner: S,
+    auth: SystemAuth,
+    optional: bool,
+}
+
+impl<S> SystemAuthService<S> {
+    /// Decides a request: `Ok(Some(user))` to go on authenticated, `Ok(None)` to go
+    /// on without a user (optional mode, no token), `Err` to refuse.
+    fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<SystemUser>, AuthError> {
+        let token = match bearer_token(request.headers()) {
+            Err(AuthError::MissingToken) if self.optional => return Ok(None),
+            result => result?,
+        };
+        let user = self.auth.verify(token)?;
+        let instance = match request.extensions().get::<InstanceId>() {
+            Some(InstanceId(id)) => Some(id.clone()),
+            None => self.auth.instance_id().cloned(),
+        };
+        let org = request
+            .headers()
+            .get(ORG_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(Arc::from);
+        Ok(Some(user.with_context(instance, org)))
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SystemAuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        match self.authenticate(&request) {
+            Ok(user) => {
+                if let Some(user) = user {
+                    request.extensions_mut().insert(user);
+                }
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Err(error) => ResponseFuture::refused(error),
+        }
+    }
+}
+
+/// Reads the token from exactly one `Authorization: Bearer <token>` header.
+///
+/// A missing header or another scheme is [`AuthError::MissingToken`]; several
+/// headers are [`AuthError::MultipleAuthorizationHeaders`].
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthError::MultipleAuthorizationHeaders);
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| AuthError::Malformed(Malformed::HeaderEncoding))?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MissingToken);
+    }
+    match rest.trim_start_matches(' ') {
+        "" => Err(AuthError::Malformed(Malformed::EmptyToken)),
+        token => Ok(token),
+    }
+}
+
+pin_project! {
+    /// The response future of [`SystemAuthService`] and
+    /// [`RequireRole`](crate::role::RequireRole): the inner service's answer, or the
+    /// refusal.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Refused { error: Option<AuthError> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn inner(future: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Inner { future },
+        }
+    }
+
+    pub(crate) fn refused(error: AuthError) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused { error: Some(error) },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(response.map(Body::new)))
+            }
+            KindProj::Refused { error } => {
+                let response = match error.take() {
+                    Some(error) => error.into_response(),
+                    None => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                };
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Accept ZITADEL "System API user" tokens in axum and tower services.
+//!
+//! A system user holds an RSA private key and signs a short-lived JWT with it; the
+//! service knows the users' public keys from ZITADEL's own `SystemAPIUsers`
+//! configuration. [`SystemAuth`] verifies such tokens exactly as ZITADEL does, and
+//! [`SystemAuthLayer`] puts the caller on the request as a [`SystemUser`].
+//!
+//! ```
+//! use axum::{Router, body::Body, http::Request, routing::get};
+//! use tower::ServiceExt;
+//! use zitadel_system_auth::{SystemAuth, SystemUser};
+//! # use aws_lc_rs::{encoding::AsDer, rsa::{KeyPair as RsaKeyPair, KeySize}, signature::KeyPair};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let pair = RsaKeyPair::generate(KeySize::Rsa2048)?;
+//! # let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", pair.public_key().as_der()?.as_ref().to_vec()));
+//! # let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)?.as_ref().to_vec()));
+//! # use base64::Engine;
+//! # let key_data = base64::engine::general_purpose::STANDARD.encode(&public_pem);
+//! // ZITADEL's runtime configuration, as it is.
+//! let config = format!(
+//!     "ExternalDomain: custom-domain.com\n\
+//!      ExternalPort: 443\n\
+//!      SystemAPIUsers:\n  - system-user-1:\n      KeyData: {key_data}\n"
+//! );
+//! let auth = SystemAuth::builder().config_yaml(&config).build()?;
+//!
+//! async fn handler(user: SystemUser) -> String {
+//!     format!("hello {}", user.user_id())
+//! }
+//! let app = Router::new().route("/", get(handler)).layer(auth.layer());
+//!
+//! // What a system user sends (ZITADEL's key2jwt tool makes the same token).
+//! let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+//! let claims = serde_json::json!({
+//!     "iss": "system-user-1", "sub": "system-user-1",
+//!     "aud": "https://custom-domain.com", "iat": now, "exp": now + 3600,
+//! });
+//! let token = jsonwebtoken::encode(
+//!     &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+//!     &claims,
+//!     &jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())?,
+//! )?;
+//!
+//! let request = Request::get("/").header("authorization", format!("Bearer {token}")).body(Body::empty())?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//!
+//! let response = app.oneshot(Request::get("/").body(Body::empty())?).await?;
+//! assert_eq!(response.status(), 401);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The modules hold one piece each: [`config`] reads ZITADEL's configuration,
+//! [`key`] the keys, [`verify`] has the checks in ZITADEL's order, [`layer`] and
+//! [`role`] the middleware, [`user`] the extractor, and [`error`] the refusals and
+//! their HTTP answers.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod auth;
+pub mod config;
+pub mod error;
+pub mod key;
+pub mod layer;
+mod registry;
+pub mod role;
+pub mod user;
+pub mod verify;
+
+pub use auth::{SystemAuth, SystemAuthBuilder};
+pub use config::Config;
+pub use error::{AuthError, ConfigError, KeyError};
+pub use layer::{SystemAuthLayer, SystemAuthService};
+pub use role::{RequireRole, RequireRoleLayer};
+pub use user::{InstanceId, MemberType, Membership, SystemUser};
+pub use verify::Algorithm;

@@ -1,0 +1,102 @@
+//! Middleware that requires a role of the authenticated system user.
+//!
+//! ```no_run
+//! use axum::{Router, routing::post};
+//! use zitadel_system_auth::{RequireRoleLayer, SystemAuth};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = SystemAuth::builder().config_file("config.yaml").build()?;
+//! async fn create_instance() -> &'static str {
+//!     "created"
+//! }
+//!
+//! // Layers run outside-in: authenticate first, then check the role.
+//! let app: Router = Router::new()
+//!     .route("/system/v1/instances", post(create_instance))
+//!     .route_layer(RequireRoleLayer::new("SYSTEM_OWNER"))
+//!     .route_layer(auth.layer());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A caller without a membership that applies to the request and grants the role
+//! gets 403 with code 7 (PERMISSION_DENIED); a request that reached this layer without
+//! a [`SystemUser`] (no [`SystemAuthLayer`](crate::SystemAuthLayer) outside it, or an
+//! optional one without a token) gets 401.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{
+    body::Body,
+    http::{Request, Response},
+};
+use bytes::Bytes;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{error::AuthError, layer::ResponseFuture, user::SystemUser};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Wraps a service with [`RequireRole`].
+#[derive(Clone, Debug)]
+pub struct RequireRoleLayer {
+    role: Arc<str>,
+}
+
+impl RequireRoleLayer {
+    /// Requires `role` (e.g. `SYSTEM_OWNER`, `IAM_OWNER`, `ORG_OWNER`).
+    pub fn new(role: impl Into<Arc<str>>) -> RequireRoleLayer {
+        RequireRoleLayer { role: role.into() }
+    }
+}
+
+impl<S> Layer<S> for RequireRoleLayer {
+    type Service = RequireRole<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireRole {
+            inner,
+            role: self.role.clone(),
+        }
+    }
+}
+
+/// The service [`RequireRoleLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct RequireRole<S> {
+    inner: S,
+    role: Arc<str>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireRole<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let verdict = match request.extensions().get::<SystemUser>() {
+            None => Err(AuthError::MissingToken),
+            Some(user) if user.has_role(&self.role) => Ok(()),
+            Some(_) => Err(AuthError::MissingRole {
+                role: self.role.clone(),
+            }),
+        };
+        match verdict {
+            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
+            Err(error) => ResponseFuture::refused(error),
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The checks on a token, in ZITADEL's order, cheap ones first.
+//!
+//! 1. Three dot-separated parts of canonical unpadded base64url; the header and
+//!    the payload are JSON objects without duplicate member names.
+//! 2. `aud` (a string or an array of strings) contains an expected audience, compared
+//!    exactly.
+//! 3. `exp` is present and the current time plus the clock offset is before it.
+//! 4. `iat` is present, not after now plus the offset, and not older than the maximum
+//!    age; `nbf`, when present, is not after now plus the offset.
+//! 5. `iss` equals `sub`.
+//! 6. `iss` names a configured user, whose certificate (if the key came in one) is
+//!    within its validity window.
+//! 7. The header: no `crit`, `typ` is `JWT` when present, `alg` is allowed; then the
+//!    one RSA operation, with the user's key.
+//!
+//! Nothing before step 7's last part touches RSA, so junk costs little.
+
+use std::{
+    fmt,
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::{
+    error::{AudienceHint, AuthError, Claim, Malformed},
+    registry::{Registry, UserEntry},
+};
+
+/// The latest time a claim may name: 9999-12-31T23:59:59Z.
+const MAX_TIME: u64 = 253_402_300_799;
+const NANOS: i128 = 1_000_000_000;
+
+/// A signature algorithm a token may use. All of them are RSA: ZITADEL's system
+/// users have RSA keys, so only RS* and PS* can ever verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (allowed by default).
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256 and a 32-byte salt (allowed by default).
+    PS256,
+    /// RSASSA-PSS with SHA-384 and a 48-byte salt.
+    PS384,
+    /// RSASSA-PSS with SHA-512 and a 64-byte salt.
+    PS512,
+}
+
+impl Algorithm {
+    pub(crate) const COUNT: usize = 6;
+
+    /// The allowed list when none is configured: RS256 and PS256, the RSA members of
+    /// ZITADEL's default list.
+    pub const DEFAULT: [Algorithm; 2] = [Algorithm::RS256, Algorithm::PS256];
+
+    /// The JOSE name, e.g. `RS256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = AuthError;
+
+    /// Reads a JOSE name exactly (`none`, HMAC and EC names are refused).
+    fn from_str(name: &str) -> Result<Algorithm, AuthError> {
+        Ok(match name {
+            "RS256" => Algorithm::RS256,
+            "RS384" => Algorithm::RS384,
+            "RS512" => Algorithm::RS512,
+            "PS256" => Algorithm::PS256,
+            "PS384" => Algorithm::PS384,
+            "PS512" => Algorithm::PS512,
+            _ => return Err(AuthError::AlgorithmNotAllowed),
+        })
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the verifier reads the time; replaceable for tests.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The settings of the checks, fixed when [`SystemAuth`](crate::SystemAuth) is built.
+pub(crate) struct Verifier {
+    pub audiences: Box<[Arc<str>]>,
+    pub algorithms: u8,
+    pub clock_offset: Duration,
+    pub max_token_age: Duration,
+    pub max_token_length: usize,
+    pub clock: Clock,
+}
+
+/// A token that passed every check.
+pub(crate) struct Verified<'r> {
+    pub user: &'r UserEntry,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+impl Verifier {
+    /// Runs every check on `token` against the users in `registry`, at the clock's
+    /// current time.
+    pub fn verify<'r>(
+        &self,
+        token: &str,
+        registry: &'r Registry,
+    ) -> Result<Verified<'r>, AuthError> {
+        let now = nanos_since_epoch((self.clock)());
+        let offset = self.clock_offset.as_nanos() as i128;
+        let max_age = self.max_token_age.as_nanos() as i128;
+
+        // 1. Shape.
+        if token.len() > self.max_token_length {
+            return Err(AuthError::TokenTooLong {
+                limit: self.max_token_length,
+            });
+        }
+        if token.is_empty() {
+            return Err(AuthError::Malformed(Malformed::EmptyToken));
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed(Malformed::Segments));
+        };
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        let header = decode(header_b64, Malformed::HeaderBase64)?;
+        let header = Header::parse(&header)?;
+        let payload = decode(payload_b64, Malformed::PayloadBase64)?;
+        let claims = Claims::parse(&payload)?;
+
+        // 2. Audience.
+        let audience = claims.audience()?;
+        if !audience
+            .iter()
+            .any(|aud| self.audiences.iter().any(|expected| **expected == **aud))
+        {
+            let expected = self.audiences.first().cloned().unwrap_or_else(|| "".into());
+            let hint = audience
+                .first()
+                .map_or(AudienceHint::Other, |aud| audience_hint(&expected, aud));
+            return Err(AuthError::AudienceMismatch { expected, hint });
+        }
+
+        // 3. Expiry: now + offset must be before exp.
+        let expires_at = claims
+            .time(Claim::Exp, &claims.exp)?
+            .ok_or(AuthError::MissingClaim(Claim::Exp))?;
+        if now + offset >= secs(expires_at) {
+            return Err(AuthError::Expired);
+        }
+
+        // 4. Issued at, rounded to the second as ZITADEL rounds it; then nbf.
+        let issued_at = claims
+            .time(Claim::Iat, &claims.iat)?
+            .ok_or(AuthError::MissingClaim(Claim::Iat))?;
+        if secs(issued_at) > round_to_second(now + offset) {
+            return Err(AuthError::IssuedInFuture);
+        }
+        if max_age > 0 && secs(issued_at) < round_to_second(now - max_age) {
+            return Err(AuthError::IssuedTooLongAgo);
+        }
+        if let Some(not_before) = claims.time(Claim::Nbf, &claims.nbf)? {
+            if secs(not_before) > now + offset {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+
+        // 5. The issuer signs for itself.
+        let issuer = claims.string(Claim::Iss, &claims.iss)?;
+        let subject = claims.string(Claim::Sub, &claims.sub)?;
+        if issuer != subject {
+            return Err(AuthError::IssuerSubjectMismatch);
+        }
+
+        // 6. The user and its key's validity window.
+        let user = registry.get(issuer).ok_or(AuthError::UnknownUser)?;
+        if let Some(validity) = user.key.validity() {
+            if now < secs(validity.not_before) {
+                return Err(AuthError::KeyNotYetValid);
+            }
+            if now > secs(validity.not_after) {
+                return Err(AuthError::KeyExpired);
+            }
+        }
+
+        // 7. The header, then the signature.
+        if header.crit {
+            return Err(AuthError::CriticalHeader);
+        }
+        if !header.typ_ok {
+            return Err(AuthError::UnsupportedType);
+        }
+        let algorithm = header
+            .alg
+            .filter(|alg| self.algorithms & alg.bit() != 0)
+            .ok_or(AuthError::AlgorithmNotAllowed)?;
+        let signature = decode(signature_b64, Malformed::SignatureBase64)?;
+        if !user
+            .key
+            .verify(algorithm, signing_input.as_bytes(), &signature)
+        {
+            return Err(AuthError::InvalidSignature);
+        }
+        Ok(Verified {
+            user,
+            issued_at,
+            expires_at,
+        })
+    }
+}
+
+/// Turns a list of algorithms into the verifier's bit set.
+pub(crate) fn algorithm_set(algorithms: &[Algorithm]) -> u8 {
+    algorithms.iter().fold(0, |set, alg| set | alg.bit())
+}
+
+fn decode(part: &str, what: Malformed) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| AuthError::Malformed(what))
+}
+
+fn nanos_since_epoch(time: SystemTime) -> i128 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_nanos() as i128,
+        Err(before) => -(before.duration().as_nanos() as i128),
+    }
+}
+
+fn secs(seconds: u64) -> i128 {
+    seconds as i128 * NANOS
+}
+
+/// Go's `Time.Round(time.Second)`: halfway values round up.
+fn round_to_second(nanos: i128) -> i128 {
+    (nanos + NANOS / 2).div_euclid(NANOS) * NANOS
+}
+
+/// Says how `presented` differs from `expected`, in one fixed word.
+fn audience_hint(expected: &str, presented: &str) -> AudienceHint {
+    fn split(url: &str) -> (&str, &str, &str) {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host);
+        (scheme, host, path)
+    }
+    if presented.eq_ignore_ascii_case(expected) {
+        return AudienceHint::Case;
+    }
+    if presented.trim_end_matches('/') == expected.trim_end_matches('/') {
+        return AudienceHint::TrailingSlash;
+    }
+    let (e_scheme, e_host, e_path) = split(expected);
+    let (p_scheme, p_host, p_path) = split(presented);
+    if e_host == p_host && e_path == p_path {
+        if e_scheme != p_scheme {
+            return AudienceHint::Scheme;
+        }
+        return AudienceHint::Port;
+    }
+    AudienceHint::Other
+}
+
+/// The JOSE header, as far as the checks need it.
+struct Header {
+    /// `None` when `alg` names an algorithm this crate never accepts.
+    alg: Option<Algorithm>,
+    crit: bool,
+    typ_ok: bool,
+}
+
+impl Header {
+    fn parse(json: &[u8]) -> Result<Header, AuthError> {
+        let members = Members::parse(json, Malformed::HeaderJson)?;
+        let mut header = Header {
+            alg: None,
+            crit: false,
+            typ_ok: true,
+        };
+        let mut has_alg = false;
+        for (name, value) in members.0 {
+            match (&*name, value) {
+                ("alg", Value::Str(alg)) => {
+                    has_alg = true;
+                    header.alg = alg.parse().ok();
+                }
+                ("alg", _) => return Err(AuthError::Malformed(Malformed::HeaderJson)),
+                ("crit", _) => header.crit = true,
+                ("typ", Value::Str(typ)) => header.typ_ok = typ.eq_ignore_ascii_case("JWT"),
+                ("typ", _) => header.typ_ok = false,
+                _ => {}
+            }
+        }
+        if !has_alg {
+            return Err(AuthError::Malformed(Malformed::HeaderJson));
+        }
+        Ok(header)
+    }
+}
+
+/// The registered claims, each as the JSON value it came as.
+#[derive(Default)]
+struct Claims {
+    iss: Option<Value>,
+    sub: Option<Value>,
+    aud: Option<Value>,
+    exp: Option<Value>,
+    iat: Option<Value>,
+    nbf: Option<Value>,
+}
+
+impl Claims {
+    fn parse(json: &[u8]) -> Result<Claims, AuthError> {
+        let members = Members::parse(json, Malformed::PayloadJson)?;
+        let mut claims = Claims::default();
+        for (name, value) in members.0 {
+            let slot = match &*name {
+                "iss" => &mut claims.iss,
+                "sub" => &mut claims.sub,
+                "aud" => &mut claims.aud,
+                "exp" => &mut claims.exp,
+                "iat" => &mut claims.iat,
+                "nbf" => &mut claims.nbf,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        Ok(claims)
+    }
+
+    fn audience(&self) -> Result<Vec<&str>, AuthError> {
+        match &self.aud {
+            None => Err(AuthError::MissingClaim(Claim::Aud)),
+            Some(Value::Str(aud)) => Ok(vec![aud]),
+            Some(Value::Strings(auds)) => Ok(auds.iter().map(String::as_str).collect()),
+            Some(_) => Err(AuthError::InvalidClaim(Claim::Aud)),
+        }
+    }
+
+    fn time(&self, claim: Claim, value: &Option<Value>) -> Result<Option<u64>, AuthError> {
+        match value {
+            None => Ok(None),
+            Some(Value::Time(seconds)) => Ok(Some(*seconds)),
+            Some(_) => Err(AuthError::InvalidClaim(claim)),
+        }
+    }
+
+    fn string<'c>(&self, claim: Claim, value: &'c Option<Value>) -> Result<&'c str, AuthError> {
+        match value {
+            None => Err(AuthError::MissingClaim(claim)),
+            Some(Value::Str(text)) => Ok(text),
+            Some(_) => Err(AuthError::InvalidClaim(claim)),
+        }
+    }
+}
+
+/// A member's value, reduced to what the checks can use.
+enum Value {
+    Str(String),
+    Strings(Vec<String>),
+    /// A number of whole seconds in 0..=9999-12-31 (a fraction is cut off).
+    Time(u64),
+    /// Anything else: a mistyped or out-of-range value.
+    Other,
+}
+
+/// The members of a JSON object, in order; duplicate names refuse the object.
+struct Members(Vec<(String, Value)>);
+
+impl Members {
+    fn parse(json: &[u8], malformed: Malformed) -> Result<Members, AuthError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let members = de
+            .deserialize_map(MembersVisitor)
+            .and_then(|members| de.end().map(|()| members))
+            .map_err(|_| AuthError::Malformed(malformed))?;
+        let mut names: Vec<&str> = members.0.iter().map(|(name, _)| name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(AuthError::Malformed(Malformed::DuplicateMember));
+        }
+        Ok(members)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut members = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let value = map.next_value_seed(ValueSeed)?;
+            members.push((name, value));
+        }
+        Ok(Members(members))
+    }
+}
+
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(if v <= MAX_TIME {
+            Value::Time(v)
+        } else {
+            Value::Other
+        })
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(u64::try_from(v).map_or(Value::Other, |v| {
+            if v <= MAX_TIME {
+                Value::Time(v)
+            } else {
+                Value::Other
+            }
+        }))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(if v >= 0.0 && v.trunc() <= MAX_TIME as f64 {
+            Value::Time(v.trunc() as u64)
+        } else {
+            Value::Other
+        })
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Other)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut strings = Vec::new();
+        let mut all_strings = true;
+        while let Some(item) = seq.next_element_seed(ValueSeed)? {
+            match item {
+                Value::Str(text) if all_strings => strings.push(text),
+                _ => all_strings = false,
+            }
+        }
+        Ok(if all_strings {
+            Value::Strings(strings)
+        } else {
+            Value::Other
+        })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_rounding_rounds_halfway_up() {
+        assert_eq!(round_to_second(1_499_999_999), NANOS);
+        assert_eq!(round_to_second(1_500_000_000), 2 * NANOS);
+        assert_eq!(round_to_second(-1), 0);
+    }
+
+    #[test]
+    fn audience_hints_name_the_difference() {
+        let expected = "https://custom-domain.com";
+        assert_eq!(
+            audience_hint(expected, "https://custom-domain.com/"),
+            AudienceHint::TrailingSlash
+        );
+        assert_eq!(
+            audience_hint(expected, "http://custom-domain.com"),
+            AudienceHint::Scheme
+        );
+        assert_eq!(
+            audience_hint(expected, "https://custom-domain.com:443"),
+            AudienceHint::Port
+        );
+        assert_eq!(
+            audience_hint(expected, "https://Custom-Domain.com"),
+            AudienceHint::Case
+        );
+        assert_eq!(
+            audience_hint(expected, "https://other.example"),
+            AudienceHint::Other
+        );
+    }
+}
