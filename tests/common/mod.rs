@@ -1,0 +1,255 @@
+//! Shared helpers for the integration tests: real RSA keys, real tokens from two
+//! independent signers (aws-lc-rs/jsonwebtoken in process, and the `openssl`
+//! command line), and a way to send a request through a Router.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use aws_lc_rs::{
+    encoding::{AsDer, Pkcs8V1Der},
+    rand::SystemRandom,
+    rsa::{KeyPair as RsaKeyPair, KeySize},
+    signature::{self, KeyPair as _},
+};
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode},
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+/// The audience the default test config expects.
+pub const AUD: &str = "https://custom-domain.com";
+/// The user id of the default test config.
+pub const USER: &str = "system-user-1";
+
+/// An RSA key pair written to a folder that lives as long as the test process.
+pub struct TestKey {
+    pub private_pem: String,
+    pub public_pem: String,
+    pub private_path: PathBuf,
+    pub public_path: PathBuf,
+    pair: RsaKeyPair,
+}
+
+fn key_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+impl TestKey {
+    /// Generates a 2048-bit key pair named `name` (`name.pem`, `name.pub`).
+    pub fn generate(name: &str) -> TestKey {
+        TestKey::generate_bits(name, KeySize::Rsa2048)
+    }
+
+    /// Generates a key pair of the given size.
+    pub fn generate_bits(name: &str, size: KeySize) -> TestKey {
+        let pair = RsaKeyPair::generate(size).expect("generate RSA key");
+        let private_der = AsDer::<Pkcs8V1Der>::as_der(&pair).expect("pkcs8");
+        let public_der = pair.public_key().as_der().expect("spki");
+        let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", private_der.as_ref().to_vec()));
+        let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref().to_vec()));
+        let private_path = key_dir().join(format!("{name}.pem"));
+        let public_path = key_dir().join(format!("{name}.pub"));
+        std::fs::write(&private_path, &private_pem).expect("write private key");
+        std::fs::write(&public_path, &public_pem).expect("write public key");
+        TestKey {
+            private_pem,
+            public_pem,
+            private_path,
+            public_path,
+            pair,
+        }
+    }
+
+    /// The public key's SubjectPublicKeyInfo DER.
+    pub fn public_der(&self) -> Vec<u8> {
+        self.pair.public_key().as_der().expect("spki").as_ref().to_vec()
+    }
+
+    /// Signs `header.payload` (both JSON texts, taken byte for byte) with RS256.
+    pub fn sign_raw(&self, header_json: &str, payload_json: &str) -> String {
+        self.sign_raw_with(&signature::RSA_PKCS1_SHA256, header_json, payload_json)
+    }
+
+    /// Signs `header.payload` with the given padding (e.g. `RSA_PSS_SHA256`).
+    pub fn sign_raw_with(
+        &self,
+        padding: &'static dyn signature::RsaEncoding,
+        header_json: &str,
+        payload_json: &str,
+    ) -> String {
+        let input = format!("{}.{}", b64(header_json.as_bytes()), b64(payload_json.as_bytes()));
+        let mut sig = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig)
+            .expect("sign");
+        format!("{input}.{}", b64(&sig))
+    }
+
+    /// Signs claims with jsonwebtoken (an independent JWT encoder).
+    pub fn jwt(&self, alg: jsonwebtoken::Algorithm, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem.as_bytes()).expect("key"),
+        )
+        .expect("encode")
+    }
+
+    /// An RS256 token for `claims` from jsonwebtoken.
+    pub fn rs256(&self, claims: &serde_json::Value) -> String {
+        self.jwt(jsonwebtoken::Algorithm::RS256, claims)
+    }
+
+    /// Signs `header.payload` with the `openssl` command line (RS256).
+    pub fn sign_openssl(&self, header_json: &str, payload_json: &str) -> String {
+        let input = format!("{}.{}", b64(header_json.as_bytes()), b64(payload_json.as_bytes()));
+        let sig = openssl_stdin(
+            &["dgst", "-sha256", "-sign", path_str(&self.private_path), "-binary"],
+            input.as_bytes(),
+        );
+        format!("{input}.{}", b64(&sig))
+    }
+}
+
+/// The default key, generated once per test binary.
+pub fn key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| TestKey::generate("system-user-1"))
+}
+
+/// A second key, which no configured user has.
+pub fn other_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| TestKey::generate("other"))
+}
+
+/// Unpadded base64url.
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A point in time `secs` seconds (and `nanos`) after the epoch.
+pub fn at(secs: u64, nanos: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+/// Valid claims for `user` with `iat = now` and `exp = now + 1h`.
+pub fn claims_for(user: &str, aud: &str, now: u64) -> serde_json::Value {
+    serde_json::json!({ "iss": user, "sub": user, "aud": aud, "iat": now, "exp": now + 3600 })
+}
+
+/// Valid claims for the default user and audience, now.
+pub fn claims() -> serde_json::Value {
+    claims_for(USER, AUD, now())
+}
+
+/// Runs `openssl` with `args`, panicking with its stderr when it fails.
+pub fn openssl(args: &[&str]) -> Vec<u8> {
+    openssl_stdin(args, &[])
+}
+
+/// Runs `openssl` with `args` and `input` on standard input.
+pub fn openssl_stdin(args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the openssl command line is installed (see .ci/run)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("openssl output");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// A path as `&str` (temp paths are UTF-8 here).
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// A config in ZITADEL's documented form with one user whose key is at `path`.
+pub fn config_with_path(user: &str, path: &Path) -> String {
+    format!(
+        "ExternalDomain: custom-domain.com\nExternalPort: 443\nExternalSecure: true\nSystemAPIUsers:\n  - {user}:\n      Path: {}\n",
+        path.display()
+    )
+}
+
+/// The default config: `system-user-1` with the default key, audience [`AUD`].
+pub fn default_config() -> String {
+    config_with_path(USER, &key().public_path)
+}
+
+/// The answer to a request, with the body parsed as JSON when it is JSON.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("JSON body")
+    }
+
+    /// The `WWW-Authenticate` header, or "" when absent.
+    pub fn www_authenticate(&self) -> &str {
+        self.headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().expect("ASCII"))
+            .unwrap_or("")
+    }
+}
+
+/// Sends `request` through `app` with `oneshot`.
+pub async fn send(app: Router, request: Request<Body>) -> Answer {
+    let response = app.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// Sends `GET /` with `Authorization: Bearer <token>` (or none) through `app`.
+pub async fn get_with_token(app: Router, token: Option<&str>) -> Answer {
+    let mut builder = Request::get("/");
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    send(app, builder.body(Body::empty()).expect("request")).await
+}
