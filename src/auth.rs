@@ -3,17 +3,20 @@
 use std::{
     fmt,
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
 use arc_swap::ArcSwap;
 
 use crate::{
-    config::Config,
+    config::{ConfigSource, ConfigText, EnvSource},
     error::{AuthError, ConfigError},
     layer::SystemAuthLayer,
     registry::Registry,
+    reload::{
+        self, ReloadOutcome, ReloadReport, Reloadable, Status, UserStatus, WatchMode, WatchSettings,
+    },
     user::SystemUser,
     verify::{self, Algorithm, Clock, Verifier},
 };
@@ -54,6 +57,22 @@ struct Inner {
     verifier: Verifier,
     registry: ArcSwap<Registry>,
     instance_id: Option<Arc<str>>,
+    source: ConfigSource,
+    cache_capacity: Option<usize>,
+    /// Held for the whole of a reload, so reloads never interleave.
+    reload: Mutex<ReloadState>,
+}
+
+/// What the last reload did, for [`SystemAuth::status`].
+struct ReloadState {
+    finished: SystemTime,
+    outcome: ReloadOutcome,
+    error: Option<String>,
+    /// The last failure logged, so one bad change is logged once.
+    logged: Option<String>,
+    watching: WatchMode,
+    /// The files of the last configuration that loaded (config file and key paths).
+    files: Vec<PathBuf>,
 }
 
 impl fmt::Debug for SystemAuth {
@@ -78,13 +97,10 @@ impl SystemAuth {
     pub fn verify(&self, token: &str) -> Result<SystemUser, AuthError> {
         let registry = self.inner.registry.load();
         let verified = self.inner.verifier.verify(token, &registry)?;
-        Ok(SystemUser::new(
-            verified.user.id.clone(),
-            verified.user.memberships.clone(),
-            verified.issued_at,
-            verified.expires_at,
+        Ok(
+            SystemUser::new(verified.identity, verified.issued_at, verified.expires_at)
+                .with_context(self.inner.instance_id.clone(), None),
         )
-        .with_context(self.inner.instance_id.clone(), None))
     }
 
     /// A layer that requires a valid token on every request.
@@ -114,28 +130,52 @@ impl SystemAuth {
         self.inner.registry.load().generation()
     }
 
+    /// Reads the configuration and every key again now, and swaps in a new registry
+    /// if anything changed.
+    ///
+    /// `Err` when the configuration itself cannot be loaded: everything stays as it
+    /// was. A user whose key cannot be loaded keeps its last good key and is listed
+    /// in [`ReloadReport::problems`].
+    pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        self.inner.reload()
+    }
+
+    /// The registry's generation, the last reload's time, outcome and error, how
+    /// changes are watched, and each user's key fingerprint (and certificate
+    /// NotAfter).
+    pub fn status(&self) -> Status {
+        let registry = self.inner.registry.load();
+        let mut users: Vec<UserStatus> = registry
+            .users()
+            .map(|user| UserStatus {
+                user_id: user.identity.id.to_string(),
+                fingerprint: user.key.fingerprint_hex(),
+                not_after: user.key.validity().map(|v| v.not_after_time()),
+            })
+            .collect();
+        users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        let state = self.inner.state();
+        Status {
+            generation: registry.generation(),
+            last_reload: state.finished,
+            last_outcome: state.outcome,
+            last_error: state.error.clone(),
+            watching: state.watching,
+            users,
+            cached_tokens: registry.cache().map_or(0, |cache| cache.len()),
+        }
+    }
+
     /// The configured user ids, sorted.
     pub fn user_ids(&self) -> Vec<String> {
         let registry = self.inner.registry.load();
-        let mut ids: Vec<String> = registry.users().map(|u| u.id.to_string()).collect();
+        let mut ids: Vec<String> = registry
+            .users()
+            .map(|u| u.identity.id.to_string())
+            .collect();
         ids.sort();
         ids
     }
-}
-
-/// Where the configuration comes from.
-#[derive(Debug, Clone)]
-enum Source {
-    File(PathBuf),
-    Yaml(String),
-}
-
-/// Where ZITADEL's environment variables are read.
-#[derive(Debug, Clone)]
-enum Env {
-    Off,
-    Process,
-    Vars(Vec<(String, String)>),
 }
 
 /// Builds a [`SystemAuth`]. Only a configuration is required.
@@ -167,7 +207,7 @@ enum Env {
 /// ```
 #[must_use]
 pub struct SystemAuthBuilder {
-    source: Option<Source>,
+    source: Option<ConfigText>,
     audience: Option<String>,
     additional_audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
@@ -175,8 +215,13 @@ pub struct SystemAuthBuilder {
     max_token_age: Duration,
     max_token_length: usize,
     clock: Option<Clock>,
-    env: Env,
+    env: EnvSource,
     instance_id: Option<String>,
+    token_cache: bool,
+    token_cache_capacity: usize,
+    watch: bool,
+    debounce: Duration,
+    poll_interval: Option<Duration>,
 }
 
 impl Default for SystemAuthBuilder {
@@ -190,8 +235,13 @@ impl Default for SystemAuthBuilder {
             max_token_age: Duration::from_secs(3600),
             max_token_length: 8 * 1024,
             clock: None,
-            env: Env::Off,
+            env: EnvSource::Off,
             instance_id: None,
+            token_cache: true,
+            token_cache_capacity: 10_000,
+            watch: true,
+            debounce: Duration::from_millis(50),
+            poll_interval: None,
         }
     }
 }
@@ -199,13 +249,7 @@ impl Default for SystemAuthBuilder {
 impl fmt::Debug for SystemAuthBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SystemAuthBuilder")
-            .field(
-                "source",
-                &self.source.as_ref().map(|s| match s {
-                    Source::File(path) => path.display().to_string(),
-                    Source::Yaml(_) => "<yaml text>".to_owned(),
-                }),
-            )
+            .field("source", &self.source)
             .field("audience", &self.audience)
             .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
@@ -216,14 +260,14 @@ impl SystemAuthBuilder {
     /// Reads ZITADEL's runtime config from this file (it may be the whole file; only
     /// `SystemAPIUsers` and `External*` are read).
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.source = Some(Source::File(path.into()));
+        self.source = Some(ConfigText::File(path.into()));
         self
     }
 
     /// Reads the config from YAML text; relative key paths resolve against the
     /// current folder.
     pub fn config_yaml(mut self, yaml: &str) -> Self {
-        self.source = Some(Source::Yaml(yaml.to_owned()));
+        self.source = Some(ConfigText::Yaml(yaml.to_owned()));
         self
     }
 
@@ -278,7 +322,11 @@ impl SystemAuthBuilder {
     /// `ZITADEL_EXTERNALPORT` and `ZITADEL_EXTERNALSECURE` from the process
     /// environment override the file, as ZITADEL does (off by default).
     pub fn env_overrides(mut self, enabled: bool) -> Self {
-        self.env = if enabled { Env::Process } else { Env::Off };
+        self.env = if enabled {
+            EnvSource::Process
+        } else {
+            EnvSource::Off
+        };
         self
     }
 
@@ -288,7 +336,7 @@ impl SystemAuthBuilder {
         mut self,
         vars: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.env = Env::Vars(
+        self.env = EnvSource::Vars(
             vars.into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
@@ -303,21 +351,50 @@ impl SystemAuthBuilder {
         self
     }
 
+    /// Turns the verified-token cache on or off (default on). A repeated token is
+    /// then answered without the RSA operation; its times and the key's validity are
+    /// still checked on every use, and a reload empties the cache.
+    pub fn token_cache(mut self, enabled: bool) -> Self {
+        self.token_cache = enabled;
+        self
+    }
+
+    /// How many verified tokens the cache holds at most (default 10,000).
+    pub fn token_cache_capacity(mut self, entries: usize) -> Self {
+        self.token_cache_capacity = entries;
+        self
+    }
+
+    /// Watches the config file and the key files and reloads on a change (default
+    /// on). See [`reload`](crate::reload) for what is watched.
+    pub fn watch(mut self, enabled: bool) -> Self {
+        self.watch = enabled;
+        self
+    }
+
+    /// How long the files must be quiet after a change before they are read
+    /// (default 50 ms), so a burst of changes is one reload.
+    pub fn debounce(mut self, quiet: Duration) -> Self {
+        self.debounce = quiet;
+        self
+    }
+
+    /// Reads the files at this interval and compares them, instead of waiting for
+    /// file system events (for network file systems and mounts that give none).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
+    }
+
     /// Loads the configuration and every key. Any problem is an error that names the
-    /// file, the user and the field.
+    /// file, the user and the field; then, unless turned off, starts watching the
+    /// files.
     pub fn build(self) -> Result<SystemAuth, ConfigError> {
-        let mut config = match &self.source {
-            None => return Err(ConfigError::NoConfig),
-            Some(Source::File(path)) => Config::from_file(path)?,
-            Some(Source::Yaml(text)) => Config::from_yaml(text)?,
+        let source = ConfigSource {
+            text: self.source.ok_or(ConfigError::NoConfig)?,
+            env: self.env,
         };
-        match &self.env {
-            Env::Off => {}
-            Env::Process => config.apply_env()?,
-            Env::Vars(vars) => config.apply_env_from(|name| {
-                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-            })?,
-        }
+        let config = source.load()?;
         for warning in config.warnings() {
             tracing::warn!(target: "zitadel_system_auth", "{warning}");
         }
@@ -331,27 +408,149 @@ impl SystemAuthBuilder {
                 "max_token_length must be positive",
             ));
         }
-        let primary = self.audience.clone().unwrap_or_else(|| config.audience());
+        if self.token_cache && self.token_cache_capacity == 0 {
+            return Err(ConfigError::InvalidSetting(
+                "token_cache_capacity must be positive (or turn the cache off)",
+            ));
+        }
+        if self.poll_interval.is_some_and(|i| i.is_zero()) {
+            return Err(ConfigError::InvalidSetting(
+                "poll_interval must be positive",
+            ));
+        }
+        let primary = self.audience.unwrap_or_else(|| config.audience());
         let audiences = std::iter::once(primary)
-            .chain(self.additional_audiences.iter().cloned())
+            .chain(self.additional_audiences)
             .map(|aud| check_audience(&aud).map(|()| Arc::from(aud)))
             .collect::<Result<Box<[Arc<str>]>, _>>()?;
-        let registry = Registry::load(&config, 1)?;
-        let verifier = Verifier {
-            audiences,
-            algorithms: verify::algorithm_set(&self.algorithms),
-            clock_offset: self.clock_offset,
-            max_token_age: self.max_token_age,
-            max_token_length: self.max_token_length,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemTime::now)),
-        };
-        Ok(SystemAuth {
-            inner: Arc::new(Inner {
-                verifier,
-                registry: ArcSwap::from_pointee(registry),
-                instance_id: self.instance_id.map(Arc::from),
+        let cache_capacity = self.token_cache.then_some(self.token_cache_capacity);
+        let (registry, mut problems) = Registry::load(&config, None, 1, cache_capacity);
+        if !problems.is_empty() {
+            return Err(problems.swap_remove(0));
+        }
+        let files = source.files(&config);
+        let watched = !files.is_empty() && self.watch;
+        let inner = Arc::new(Inner {
+            verifier: Verifier {
+                audiences,
+                algorithms: verify::algorithm_set(&self.algorithms),
+                clock_offset: self.clock_offset,
+                max_token_age: self.max_token_age,
+                max_token_length: self.max_token_length,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemTime::now)),
+            },
+            registry: ArcSwap::from_pointee(registry),
+            instance_id: self.instance_id.map(Arc::from),
+            source,
+            cache_capacity,
+            reload: Mutex::new(ReloadState {
+                finished: SystemTime::now(),
+                outcome: ReloadOutcome::Initial,
+                error: None,
+                logged: None,
+                watching: WatchMode::Off,
+                files,
             }),
-        })
+        });
+        if watched {
+            let settings = WatchSettings {
+                debounce: self.debounce,
+                poll_interval: self.poll_interval,
+            };
+            let files = inner.watched_files();
+            match reload::spawn(Arc::downgrade(&inner), &files, settings) {
+                Ok(mode) => inner.state().watching = mode,
+                Err(error) => tracing::warn!(
+                    target: "zitadel_system_auth",
+                    "cannot start the reload thread ({error}); call SystemAuth::reload to reload"
+                ),
+            }
+        }
+        Ok(SystemAuth { inner })
+    }
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, ReloadState> {
+        self.reload.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the configuration and every key again, and swaps in a new registry if
+    /// anything changed. Holds the reload lock throughout.
+    fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let mut state = self.state();
+        let current = self.registry.load_full();
+        let result = self.source.load().map(|config| {
+            state.files = self.source.files(&config);
+            Registry::load(
+                &config,
+                Some(&current),
+                current.generation() + 1,
+                self.cache_capacity,
+            )
+        });
+        state.finished = SystemTime::now();
+        match result {
+            Err(error) => {
+                state.outcome = ReloadOutcome::Failed;
+                state.error = Some(error.to_string());
+                Err(error)
+            }
+            Ok((next, problems)) => {
+                let changed = !next.same_as(&current);
+                let generation = if changed {
+                    let generation = next.generation();
+                    self.registry.store(Arc::new(next));
+                    generation
+                } else {
+                    current.generation()
+                };
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                state.outcome = match (problems.is_empty(), changed) {
+                    (false, _) => ReloadOutcome::Partial,
+                    (true, true) => ReloadOutcome::Changed,
+                    (true, false) => ReloadOutcome::Unchanged,
+                };
+                state.error = (!problems.is_empty()).then(|| problems.join("; "));
+                if state.error.is_none() {
+                    state.logged = None;
+                }
+                Ok(ReloadReport {
+                    generation,
+                    changed,
+                    problems,
+                })
+            }
+        }
+    }
+}
+
+impl Reloadable for Inner {
+    fn reload_after_change(&self) {
+        let _span = tracing::info_span!(target: "zitadel_system_auth", "reload").entered();
+        match self.reload() {
+            Ok(report) if report.changed => tracing::info!(
+                target: "zitadel_system_auth",
+                generation = report.generation,
+                "reloaded the system user keys"
+            ),
+            Ok(_) => {}
+            Err(_) => {}
+        }
+        let mut state = self.state();
+        if let Some(error) = state.error.clone() {
+            if state.logged.as_ref() != Some(&error) {
+                tracing::warn!(
+                    target: "zitadel_system_auth",
+                    "reload kept the last good keys: {error}"
+                );
+                state.logged = Some(error);
+            }
+        }
+    }
+
+    fn watched_files(&self) -> Vec<PathBuf> {
+        self.state().files.clone()
     }
 }
 

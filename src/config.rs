@@ -285,6 +285,81 @@ impl UserConfig {
     }
 }
 
+/// Where a [`SystemAuth`](crate::SystemAuth) reads its configuration from, again at
+/// every reload.
+#[derive(Debug, Clone)]
+pub(crate) struct ConfigSource {
+    pub text: ConfigText,
+    pub env: EnvSource,
+}
+
+/// The config file, or config text given to the builder.
+#[derive(Clone)]
+pub(crate) enum ConfigText {
+    File(PathBuf),
+    Yaml(String),
+}
+
+impl fmt::Debug for ConfigText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigText::File(path) => f.debug_tuple("File").field(path).finish(),
+            ConfigText::Yaml(_) => f.write_str("Yaml(..)"),
+        }
+    }
+}
+
+/// Where ZITADEL's environment variables are read.
+#[derive(Clone)]
+pub(crate) enum EnvSource {
+    Off,
+    Process,
+    Vars(Vec<(String, String)>),
+}
+
+impl fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EnvSource::Off => "Off",
+            EnvSource::Process => "Process",
+            EnvSource::Vars(_) => "Vars(..)",
+        })
+    }
+}
+
+impl ConfigSource {
+    /// Reads the configuration as it is now.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.text {
+            ConfigText::File(path) => Config::from_file(path)?,
+            ConfigText::Yaml(text) => Config::from_yaml(text)?,
+        };
+        match &self.env {
+            EnvSource::Off => {}
+            EnvSource::Process => config.apply_env()?,
+            EnvSource::Vars(vars) => config.apply_env_from(|name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })?,
+        }
+        Ok(config)
+    }
+
+    /// The files a change of which can change the configuration: the config file
+    /// and every key `Path`.
+    pub fn files(&self, config: &Config) -> Vec<PathBuf> {
+        let file = match &self.text {
+            ConfigText::File(path) => Some(path.clone()),
+            ConfigText::Yaml(_) => None,
+        };
+        file.into_iter()
+            .chain(config.users().iter().filter_map(|user| match user.key() {
+                KeySource::Path(path) => Some(path.clone()),
+                KeySource::Data(_) => None,
+            }))
+            .collect()
+    }
+}
+
 /// Go's `strconv.ParseBool`.
 fn parse_bool(text: &str) -> Option<bool> {
     match text {

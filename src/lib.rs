@@ -62,11 +62,13 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod cache;
 pub mod config;
 pub mod error;
 pub mod key;
 pub mod layer;
 mod registry;
+pub mod reload;
 pub mod role;
 pub mod user;
 pub mod verify;
@@ -75,6 +77,7 @@ pub use auth::{SystemAuth, SystemAuthBuilder};
 pub use config::Config;
 pub use error::{AuthError, ConfigError, KeyError};
 pub use layer::{SystemAuthLayer, SystemAuthService};
+pub use reload::{ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode};
 pub use role::{RequireRole, RequireRoleLayer};
 pub use user::{InstanceId, MemberType, Membership, SystemUser};
 pub use verify::Algorithm;

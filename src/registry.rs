@@ -4,43 +4,81 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
+    cache::TokenCache,
     config::{Config, KeySource},
     error::{ConfigError, KeyOrigin},
     key::PublicKey,
-    user::Membership,
+    user::Identity,
 };
 
 /// One system user as the verifier sees it.
 #[derive(Debug)]
 pub(crate) struct UserEntry {
-    pub id: Arc<str>,
+    pub identity: Arc<Identity>,
     pub key: Arc<PublicKey>,
-    pub memberships: Arc<[Membership]>,
 }
 
-/// Every user's key, keyed by user id. Never changed once built.
-#[derive(Debug, Default)]
+/// Every user's key, keyed by user id, and the cache of tokens verified against
+/// them. Never changed once built.
+#[derive(Debug)]
 pub(crate) struct Registry {
     generation: u64,
-    users: HashMap<Arc<str>, UserEntry>,
+    users: HashMap<Box<str>, UserEntry>,
+    cache: Option<TokenCache>,
 }
 
 impl Registry {
-    /// Reads every user's key named by `config`; any unreadable or refused key is an
-    /// error naming the user.
-    pub fn load(config: &Config, generation: u64) -> Result<Registry, ConfigError> {
+    /// Reads every user's key named by `config`. A key that cannot be loaded is
+    /// reported; its user keeps the key it has in `previous`, if any, and is left
+    /// out otherwise. `cache` is the token cache's capacity, if it is on.
+    pub fn load(
+        config: &Config,
+        previous: Option<&Registry>,
+        generation: u64,
+        cache: Option<usize>,
+    ) -> (Registry, Vec<ConfigError>) {
         let mut users = HashMap::with_capacity(config.users().len());
+        let mut problems = Vec::new();
         for user in config.users() {
-            let key = load_key(user.id(), user.key())?;
-            let id: Arc<str> = user.id().into();
-            let entry = UserEntry {
-                id: id.clone(),
-                key: Arc::new(key),
-                memberships: user.memberships().into(),
+            let key = match load_key(user.id(), user.key()) {
+                Ok(key) => Arc::new(key),
+                Err(problem) => {
+                    problems.push(problem);
+                    match previous.and_then(|p| p.get(user.id())) {
+                        Some(last_good) => last_good.key.clone(),
+                        None => continue,
+                    }
+                }
             };
-            users.insert(id, entry);
+            let identity = Arc::new(Identity {
+                id: user.id().into(),
+                memberships: user.memberships().into(),
+            });
+            users.insert(user.id().into(), UserEntry { identity, key });
         }
-        Ok(Registry { generation, users })
+        let registry = Registry {
+            generation,
+            users,
+            cache: cache.map(TokenCache::new),
+        };
+        (registry, problems)
+    }
+
+    /// Whether `other` has the same users with the same keys and memberships.
+    pub fn same_as(&self, other: &Registry) -> bool {
+        self.users.len() == other.users.len()
+            && self.users.iter().all(|(id, entry)| {
+                other.users.get(id).is_some_and(|theirs| {
+                    entry.identity == theirs.identity
+                        && entry.key.fingerprint() == theirs.key.fingerprint()
+                        && entry.key.validity() == theirs.key.validity()
+                })
+            })
+    }
+
+    /// The cache of tokens verified against this registry, when caching is on.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
     }
 
     /// The user named `id`, compared exactly.

@@ -143,6 +143,13 @@ impl Membership {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceId(pub Arc<str>);
 
+/// Who a configured system user is: the part of a registry entry a request sees.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub id: Box<str>,
+    pub memberships: Box<[Membership]>,
+}
+
 /// An authenticated ZITADEL system user, put on the request by
 /// [`SystemAuthLayer`](crate::SystemAuthLayer).
 ///
@@ -151,8 +158,7 @@ pub struct InstanceId(pub Arc<str>);
 /// token); `Option<SystemUser>` never refuses.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SystemUser {
-    user_id: Arc<str>,
-    memberships: Arc<[Membership]>,
+    identity: Arc<Identity>,
     issued_at: u64,
     expires_at: u64,
     instance_id: Option<Arc<str>>,
@@ -162,8 +168,8 @@ pub struct SystemUser {
 impl fmt::Debug for SystemUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SystemUser")
-            .field("user_id", &self.user_id)
-            .field("memberships", &self.memberships)
+            .field("user_id", &self.identity.id)
+            .field("memberships", &self.identity.memberships)
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
             .field("instance_id", &self.instance_id)
@@ -173,15 +179,9 @@ impl fmt::Debug for SystemUser {
 }
 
 impl SystemUser {
-    pub(crate) fn new(
-        user_id: Arc<str>,
-        memberships: Arc<[Membership]>,
-        issued_at: u64,
-        expires_at: u64,
-    ) -> SystemUser {
+    pub(crate) fn new(identity: Arc<Identity>, issued_at: u64, expires_at: u64) -> SystemUser {
         SystemUser {
-            user_id,
-            memberships,
+            identity,
             issued_at,
             expires_at,
             instance_id: None,
@@ -201,7 +201,7 @@ impl SystemUser {
 
     /// The user id (the token's `iss` and `sub`).
     pub fn user_id(&self) -> &str {
-        &self.user_id
+        &self.identity.id
     }
 
     /// When the token was issued (`iat`).
@@ -217,7 +217,7 @@ impl SystemUser {
     /// Every membership the user has, as configured (ZITADEL's default
     /// `System`/`SYSTEM_OWNER` when none was configured).
     pub fn memberships(&self) -> &[Membership] {
-        &self.memberships
+        &self.identity.memberships
     }
 
     /// The instance this request is about, if the service named one.
@@ -233,7 +233,8 @@ impl SystemUser {
     /// The memberships that apply to this request, by ZITADEL's rule (see
     /// [`Membership::applies_to`]).
     pub fn applicable_memberships(&self) -> impl Iterator<Item = &Membership> {
-        self.memberships
+        self.identity
+            .memberships
             .iter()
             .filter(|m| m.applies_to(self.instance_id(), self.org_id()))
     }

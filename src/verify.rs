@@ -26,8 +26,11 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::{
+    cache::CachedToken,
     error::{AudienceHint, AuthError, Claim, Malformed},
-    registry::{Registry, UserEntry},
+    key::Validity,
+    registry::Registry,
+    user::Identity,
 };
 
 /// The latest time a claim may name: 9999-12-31T23:59:59Z.
@@ -114,30 +117,64 @@ pub(crate) struct Verifier {
 }
 
 /// A token that passed every check.
-pub(crate) struct Verified<'r> {
-    pub user: &'r UserEntry,
+pub(crate) struct Verified {
+    pub identity: Arc<Identity>,
     pub issued_at: u64,
     pub expires_at: u64,
 }
 
 impl Verifier {
     /// Runs every check on `token` against the users in `registry`, at the clock's
-    /// current time.
-    pub fn verify<'r>(
-        &self,
-        token: &str,
-        registry: &'r Registry,
-    ) -> Result<Verified<'r>, AuthError> {
+    /// current time. A token found in the registry's cache only has its times
+    /// checked again.
+    pub fn verify(&self, token: &str, registry: &Registry) -> Result<Verified, AuthError> {
         let now = nanos_since_epoch((self.clock)());
-        let offset = self.clock_offset.as_nanos() as i128;
-        let max_age = self.max_token_age.as_nanos() as i128;
-
-        // 1. Shape.
         if token.len() > self.max_token_length {
             return Err(AuthError::TokenTooLong {
                 limit: self.max_token_length,
             });
         }
+        let Some(cache) = registry.cache() else {
+            return self
+                .verify_uncached(token, registry, now)
+                .map(|(verified, _)| verified);
+        };
+        let hit = cache.get(token, |cached| {
+            self.check_times(now, cached.issued_at, cached.expires_at)?;
+            check_validity(now, cached.validity)?;
+            Ok(Verified {
+                identity: cached.identity.clone(),
+                issued_at: cached.issued_at,
+                expires_at: cached.expires_at,
+            })
+        });
+        if let Some(result) = hit {
+            return result;
+        }
+        let (verified, validity) = self.verify_uncached(token, registry, now)?;
+        let cached = CachedToken {
+            identity: verified.identity.clone(),
+            validity,
+            issued_at: verified.issued_at,
+            expires_at: verified.expires_at,
+        };
+        cache.insert(token, cached, |cached| {
+            self.check_times(now, cached.issued_at, cached.expires_at)
+                .is_ok()
+                && check_validity(now, cached.validity).is_ok()
+        });
+        Ok(verified)
+    }
+
+    /// Every check, in ZITADEL's order; also returns the key's validity window for
+    /// the cache.
+    fn verify_uncached(
+        &self,
+        token: &str,
+        registry: &Registry,
+        now: i128,
+    ) -> Result<(Verified, Option<Validity>), AuthError> {
+        // 1. Shape.
         if token.is_empty() {
             return Err(AuthError::Malformed(Malformed::EmptyToken));
         }
@@ -166,26 +203,17 @@ impl Verifier {
             return Err(AuthError::AudienceMismatch { expected, hint });
         }
 
-        // 3. Expiry: now + offset must be before exp.
+        // 3 and 4. Expiry, issued-at, not-before.
         let expires_at = claims
             .time(Claim::Exp, &claims.exp)?
             .ok_or(AuthError::MissingClaim(Claim::Exp))?;
-        if now + offset >= secs(expires_at) {
-            return Err(AuthError::Expired);
-        }
-
-        // 4. Issued at, rounded to the second as ZITADEL rounds it; then nbf.
+        self.check_expiry(now, expires_at)?;
         let issued_at = claims
             .time(Claim::Iat, &claims.iat)?
             .ok_or(AuthError::MissingClaim(Claim::Iat))?;
-        if secs(issued_at) > round_to_second(now + offset) {
-            return Err(AuthError::IssuedInFuture);
-        }
-        if max_age > 0 && secs(issued_at) < round_to_second(now - max_age) {
-            return Err(AuthError::IssuedTooLongAgo);
-        }
+        self.check_issued_at(now, issued_at)?;
         if let Some(not_before) = claims.time(Claim::Nbf, &claims.nbf)? {
-            if secs(not_before) > now + offset {
+            if secs(not_before) > now + self.offset() {
                 return Err(AuthError::NotYetValid);
             }
         }
@@ -199,14 +227,8 @@ impl Verifier {
 
         // 6. The user and its key's validity window.
         let user = registry.get(issuer).ok_or(AuthError::UnknownUser)?;
-        if let Some(validity) = user.key.validity() {
-            if now < secs(validity.not_before) {
-                return Err(AuthError::KeyNotYetValid);
-            }
-            if now > secs(validity.not_after) {
-                return Err(AuthError::KeyExpired);
-            }
-        }
+        let validity = user.key.validity();
+        check_validity(now, validity)?;
 
         // 7. The header, then the signature.
         if header.crit {
@@ -226,12 +248,57 @@ impl Verifier {
         {
             return Err(AuthError::InvalidSignature);
         }
-        Ok(Verified {
-            user,
+        let verified = Verified {
+            identity: user.identity.clone(),
             issued_at,
             expires_at,
-        })
+        };
+        Ok((verified, validity))
     }
+
+    fn offset(&self) -> i128 {
+        self.clock_offset.as_nanos() as i128
+    }
+
+    /// `exp`: now + offset must be before it.
+    fn check_expiry(&self, now: i128, expires_at: u64) -> Result<(), AuthError> {
+        if now + self.offset() >= secs(expires_at) {
+            return Err(AuthError::Expired);
+        }
+        Ok(())
+    }
+
+    /// `iat`: not after now + offset, not older than the maximum age, both rounded
+    /// to the second as ZITADEL rounds them.
+    fn check_issued_at(&self, now: i128, issued_at: u64) -> Result<(), AuthError> {
+        if secs(issued_at) > round_to_second(now + self.offset()) {
+            return Err(AuthError::IssuedInFuture);
+        }
+        let max_age = self.max_token_age.as_nanos() as i128;
+        if max_age > 0 && secs(issued_at) < round_to_second(now - max_age) {
+            return Err(AuthError::IssuedTooLongAgo);
+        }
+        Ok(())
+    }
+
+    /// The checks a cached token must pass again.
+    fn check_times(&self, now: i128, issued_at: u64, expires_at: u64) -> Result<(), AuthError> {
+        self.check_expiry(now, expires_at)?;
+        self.check_issued_at(now, issued_at)
+    }
+}
+
+/// A certificate's window: NotBefore ≤ now ≤ NotAfter.
+fn check_validity(now: i128, validity: Option<Validity>) -> Result<(), AuthError> {
+    if let Some(validity) = validity {
+        if now < secs(validity.not_before) {
+            return Err(AuthError::KeyNotYetValid);
+        }
+        if now > secs(validity.not_after) {
+            return Err(AuthError::KeyExpired);
+        }
+    }
+    Ok(())
 }
 
 /// Turns a list of algorithms into the verifier's bit set.
