@@ -538,14 +538,14 @@ impl Reloadable for Inner {
             Err(_) => {}
         }
         let mut state = self.state();
-        if let Some(error) = state.error.clone() {
-            if state.logged.as_ref() != Some(&error) {
-                tracing::warn!(
-                    target: "zitadel_system_auth",
-                    "reload kept the last good keys: {error}"
-                );
-                state.logged = Some(error);
-            }
+        if let Some(error) = state.error.clone()
+            && state.logged.as_ref() != Some(&error)
+        {
+            tracing::warn!(
+                target: "zitadel_system_auth",
+                "reload kept the last good keys: {error}"
+            );
+            state.logged = Some(error);
         }
     }
 

@@ -179,6 +179,7 @@ impl Config {
                 message,
             })?;
             self.users.clear();
+            self.warnings.clear();
             self.set_users(users, None);
         }
         Ok(())
@@ -454,6 +455,38 @@ impl Visitor<'_> for ScalarText {
 /// A setting that may be written as a string or as its own type.
 struct Weak<T>(T);
 
+/// Reads a scalar as text and parses it inside the visitor, so an error carries the
+/// value's line.
+struct ParsedScalar<T> {
+    parse: fn(&str) -> Option<T>,
+    error: &'static str,
+}
+
+impl<T> ParsedScalar<T> {
+    fn finish<E: de::Error>(self, text: String) -> Result<T, E> {
+        (self.parse)(text.trim()).ok_or_else(|| E::custom(self.error))
+    }
+}
+
+impl<T> Visitor<'_> for ParsedScalar<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.error)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        self.finish(v.to_owned())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        self.finish(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        self.finish(v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        self.finish(v.to_string())
+    }
+}
+
 impl<'de> de::Deserialize<'de> for Weak<String> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ScalarText("a string")).map(Weak)
@@ -462,20 +495,21 @@ impl<'de> de::Deserialize<'de> for Weak<String> {
 
 impl<'de> de::Deserialize<'de> for Weak<u16> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = d.deserialize_any(ScalarText("a port number"))?;
-        text.trim()
-            .parse()
-            .map(Weak)
-            .map_err(|_| de::Error::custom("ExternalPort must be a port number from 0 to 65535"))
+        d.deserialize_any(ParsedScalar {
+            parse: |text| text.parse().ok(),
+            error: "ExternalPort must be a port number from 0 to 65535",
+        })
+        .map(Weak)
     }
 }
 
 impl<'de> de::Deserialize<'de> for Weak<bool> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = d.deserialize_any(ScalarText("true or false"))?;
-        parse_bool(text.trim())
-            .map(Weak)
-            .ok_or_else(|| de::Error::custom("ExternalSecure must be true or false"))
+        d.deserialize_any(ParsedScalar {
+            parse: parse_bool,
+            error: "ExternalSecure must be true or false",
+        })
+        .map(Weak)
     }
 }
 

@@ -146,11 +146,12 @@ impl PublicKey {
             validity,
         };
         // Parse for RS256 now, so a key the crypto library refuses is refused at load.
-        let rs256 = key
-            .parsed(Algorithm::RS256)
-            .ok_or(KeyError::BadDer { what: "RSA key" })?;
+        if key.parsed(Algorithm::RS256).is_none() {
+            return Err(KeyError::BadDer { what: "RSA key" });
+        }
+        let spki = spki_der(pkcs1_der).ok_or(KeyError::BadDer { what: "RSA key" })?;
         let mut fingerprint = [0; 32];
-        fingerprint.copy_from_slice(digest::digest(&digest::SHA256, rs256.as_ref()).as_ref());
+        fingerprint.copy_from_slice(digest::digest(&digest::SHA256, &spki).as_ref());
         Ok(PublicKey { fingerprint, ..key })
     }
 
@@ -209,6 +210,22 @@ fn verification_algorithm(algorithm: Algorithm) -> &'static dyn VerificationAlgo
         Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
         Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
     }
+}
+
+/// The canonical SubjectPublicKeyInfo DER of an RSA key given as PKCS#1 DER.
+fn spki_der(pkcs1_der: &[u8]) -> Option<Vec<u8>> {
+    use rsa::pkcs8::der::{
+        Encode,
+        asn1::{AnyRef, BitStringRef, ObjectIdentifier},
+    };
+    let info = spki::SubjectPublicKeyInfoRef {
+        algorithm: spki::AlgorithmIdentifier {
+            oid: ObjectIdentifier::new(OID_RSA_ENCRYPTION).ok()?,
+            parameters: Some(AnyRef::NULL),
+        },
+        subject_public_key: BitStringRef::from_bytes(pkcs1_der).ok()?,
+    };
+    info.to_der().ok()
 }
 
 fn modulus_bits(modulus: &[u8]) -> usize {

@@ -212,10 +212,10 @@ impl Verifier {
             .time(Claim::Iat, &claims.iat)?
             .ok_or(AuthError::MissingClaim(Claim::Iat))?;
         self.check_issued_at(now, issued_at)?;
-        if let Some(not_before) = claims.time(Claim::Nbf, &claims.nbf)? {
-            if secs(not_before) > now + self.offset() {
-                return Err(AuthError::NotYetValid);
-            }
+        if let Some(not_before) = claims.time(Claim::Nbf, &claims.nbf)?
+            && secs(not_before) > now + self.offset()
+        {
+            return Err(AuthError::NotYetValid);
         }
 
         // 5. The issuer signs for itself.

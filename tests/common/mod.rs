@@ -73,7 +73,12 @@ impl TestKey {
 
     /// The public key's SubjectPublicKeyInfo DER.
     pub fn public_der(&self) -> Vec<u8> {
-        self.pair.public_key().as_der().expect("spki").as_ref().to_vec()
+        self.pair
+            .public_key()
+            .as_der()
+            .expect("spki")
+            .as_ref()
+            .to_vec()
     }
 
     /// Signs `header.payload` (both JSON texts, taken byte for byte) with RS256.
@@ -88,7 +93,11 @@ impl TestKey {
         header_json: &str,
         payload_json: &str,
     ) -> String {
-        let input = format!("{}.{}", b64(header_json.as_bytes()), b64(payload_json.as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64(header_json.as_bytes()),
+            b64(payload_json.as_bytes())
+        );
         let mut sig = vec![0; self.pair.public_modulus_len()];
         self.pair
             .sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig)
@@ -113,9 +122,19 @@ impl TestKey {
 
     /// Signs `header.payload` with the `openssl` command line (RS256).
     pub fn sign_openssl(&self, header_json: &str, payload_json: &str) -> String {
-        let input = format!("{}.{}", b64(header_json.as_bytes()), b64(payload_json.as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64(header_json.as_bytes()),
+            b64(payload_json.as_bytes())
+        );
         let sig = openssl_stdin(
-            &["dgst", "-sha256", "-sign", path_str(&self.private_path), "-binary"],
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                path_str(&self.private_path),
+                "-binary",
+            ],
             input.as_bytes(),
         );
         format!("{input}.{}", b64(&sig))
@@ -237,7 +256,12 @@ pub async fn send(app: Router, request: Request<Body>) -> Answer {
     let response = app.oneshot(request).await.expect("infallible");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     Answer {
         status,
         headers,
