@@ -3,7 +3,10 @@
 use std::{
     fmt,
     path::PathBuf,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -61,6 +64,51 @@ struct Inner {
     cache_capacity: Option<usize>,
     /// Held for the whole of a reload, so reloads never interleave.
     reload: Mutex<ReloadState>,
+    refusals: RefusalLog,
+}
+
+/// How many refusals are logged in one second at most; the rest are counted and
+/// the count is logged when the next second begins, so a flood cannot fill a disk.
+pub const REFUSAL_LOGS_PER_SECOND: u32 = 20;
+
+/// Rate-limited refusal logging, with atomics only (no lock on the request path).
+#[derive(Default)]
+struct RefusalLog {
+    /// The second (since the epoch) the count belongs to.
+    second: AtomicU64,
+    /// Refusals seen in that second.
+    count: AtomicU32,
+}
+
+impl RefusalLog {
+    fn log(&self, error: &AuthError) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let second = self.second.load(Ordering::Relaxed);
+        if second != now
+            && self
+                .second
+                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let previous = self.count.swap(0, Ordering::Relaxed);
+            if previous > REFUSAL_LOGS_PER_SECOND {
+                tracing::info!(
+                    target: "zitadel_system_auth",
+                    suppressed = previous - REFUSAL_LOGS_PER_SECOND,
+                    "more system user tokens were refused than are logged"
+                );
+            }
+        }
+        if self.count.fetch_add(1, Ordering::Relaxed) < REFUSAL_LOGS_PER_SECOND {
+            tracing::info!(
+                target: "zitadel_system_auth",
+                reason = error.reason(),
+                "system user token refused: {error}"
+            );
+        }
+    }
 }
 
 /// What the last reload did, for [`SystemAuth::status`].
@@ -95,12 +143,33 @@ impl SystemAuth {
     /// The returned user's request context holds the builder's instance id, if any,
     /// and no organisation.
     pub fn verify(&self, token: &str) -> Result<SystemUser, AuthError> {
+        let result = self.check(token);
+        self.record(&result);
+        result
+    }
+
+    /// [`verify`](Self::verify) without the decision's log event.
+    pub(crate) fn check(&self, token: &str) -> Result<SystemUser, AuthError> {
         let registry = self.inner.registry.load();
         let verified = self.inner.verifier.verify(token, &registry)?;
         Ok(
             SystemUser::new(verified.identity, verified.issued_at, verified.expires_at)
                 .with_context(self.inner.instance_id.clone(), None),
         )
+    }
+
+    /// Logs one decision: an acceptance at debug with the user id, a refusal at info
+    /// with its reason code (never the token), at most
+    /// [`REFUSAL_LOGS_PER_SECOND`] a second.
+    pub(crate) fn record(&self, result: &Result<SystemUser, AuthError>) {
+        match result {
+            Ok(user) => tracing::debug!(
+                target: "zitadel_system_auth",
+                user_id = user.user_id(),
+                "system user token accepted"
+            ),
+            Err(error) => self.inner.refusals.log(error),
+        }
     }
 
     /// A layer that requires a valid token on every request.
@@ -443,6 +512,7 @@ impl SystemAuthBuilder {
             instance_id: self.instance_id.map(Arc::from),
             source,
             cache_capacity,
+            refusals: RefusalLog::default(),
             reload: Mutex::new(ReloadState {
                 finished: SystemTime::now(),
                 outcome: ReloadOutcome::Initial,

@@ -75,6 +75,8 @@ pub enum AuthError {
         /// The role the route requires.
         role: Arc<str>,
     },
+    /// The check itself failed (a panic was caught); answered 500, code 13.
+    Internal,
 }
 
 /// The part of a token that could not be read (see [`AuthError::Malformed`]).
@@ -221,6 +223,7 @@ impl fmt::Display for AuthError {
             AuthError::MissingRole { role } => {
                 write!(f, "the system user lacks the role {role} here")
             }
+            AuthError::Internal => f.write_str("internal error while checking the token"),
         }
     }
 }
@@ -233,16 +236,18 @@ impl AuthError {
         match self {
             AuthError::MultipleAuthorizationHeaders => StatusCode::BAD_REQUEST,
             AuthError::MissingRole { .. } => StatusCode::FORBIDDEN,
+            AuthError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// The gRPC status code ZITADEL puts in the body: 16 (UNAUTHENTICATED),
-    /// 7 (PERMISSION_DENIED) or 3 (INVALID_ARGUMENT).
+    /// 7 (PERMISSION_DENIED), 3 (INVALID_ARGUMENT) or 13 (INTERNAL).
     pub fn grpc_code(&self) -> u16 {
         match self {
             AuthError::MultipleAuthorizationHeaders => 3,
             AuthError::MissingRole { .. } => 7,
+            AuthError::Internal => 13,
             _ => 16,
         }
     }
@@ -270,19 +275,24 @@ impl AuthError {
             AuthError::UnsupportedType => "typ",
             AuthError::InvalidSignature => "signature",
             AuthError::MissingRole { .. } => "missing_role",
+            AuthError::Internal => "internal",
         }
     }
 
-    /// The `WWW-Authenticate` value for this refusal (RFC 6750 section 3).
-    pub fn www_authenticate(&self) -> String {
+    /// The `WWW-Authenticate` value for this refusal (RFC 6750 section 3); none for
+    /// an internal error.
+    pub fn www_authenticate(&self) -> Option<String> {
         let code = match self {
-            AuthError::MissingToken => return "Bearer".to_owned(),
+            AuthError::MissingToken => return Some("Bearer".to_owned()),
             AuthError::MultipleAuthorizationHeaders => "invalid_request",
             AuthError::MissingRole { .. } => "insufficient_scope",
+            AuthError::Internal => return None,
             _ => "invalid_token",
         };
         let description = quoted_string_safe(&self.to_string());
-        format!("Bearer error=\"{code}\", error_description=\"{description}\"")
+        Some(format!(
+            "Bearer error=\"{code}\", error_description=\"{description}\""
+        ))
     }
 }
 
@@ -307,7 +317,7 @@ impl IntoResponse for AuthError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Ok(value) = HeaderValue::from_str(&self.www_authenticate()) {
+        if let Some(Ok(value)) = self.www_authenticate().map(|v| HeaderValue::from_str(&v)) {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response

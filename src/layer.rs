@@ -31,6 +31,7 @@
 
 use std::{
     future::Future,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -104,9 +105,11 @@ impl<S> SystemAuthService<S> {
     fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<SystemUser>, AuthError> {
         let token = match bearer_token(request.headers()) {
             Err(AuthError::MissingToken) if self.optional => return Ok(None),
-            result => result?,
+            result => result,
         };
-        let user = self.auth.verify(token)?;
+        let result = token.and_then(|token| self.auth.check(token));
+        self.auth.record(&result);
+        let user = result?;
         let instance = match request.extensions().get::<InstanceId>() {
             Some(InstanceId(id)) => Some(id.clone()),
             None => self.auth.instance_id().cloned(),
@@ -136,7 +139,16 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        match self.authenticate(&request) {
+        // A panic while deciding becomes a 500 answer, not a dropped connection.
+        let decision = std::panic::catch_unwind(AssertUnwindSafe(|| self.authenticate(&request)))
+            .unwrap_or_else(|_| {
+                tracing::error!(
+                    target: "zitadel_system_auth",
+                    "panic while authenticating a request; answered 500"
+                );
+                Err(AuthError::Internal)
+            });
+        match decision {
             Ok(user) => {
                 if let Some(user) = user {
                     request.extensions_mut().insert(user);
