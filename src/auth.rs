@@ -16,6 +16,7 @@ use crate::{
     config::{ConfigSource, ConfigText, EnvSource},
     error::{AuthError, ConfigError},
     layer::SystemAuthLayer,
+    metrics::Metrics,
     registry::Registry,
     reload::{
         self, ReloadOutcome, ReloadReport, Reloadable, Status, UserStatus, WatchMode, WatchSettings,
@@ -65,6 +66,7 @@ struct Inner {
     /// Held for the whole of a reload, so reloads never interleave.
     reload: Mutex<ReloadState>,
     refusals: RefusalLog,
+    metrics: Metrics,
 }
 
 /// How many refusals are logged in one second at most; the rest are counted and
@@ -151,7 +153,10 @@ impl SystemAuth {
     /// [`verify`](Self::verify) without the decision's log event.
     pub(crate) fn check(&self, token: &str) -> Result<SystemUser, AuthError> {
         let registry = self.inner.registry.load();
-        let verified = self.inner.verifier.verify(token, &registry)?;
+        let verified = self
+            .inner
+            .verifier
+            .verify(token, &registry, &self.inner.metrics)?;
         Ok(
             SystemUser::new(verified.identity, verified.issued_at, verified.expires_at)
                 .with_context(self.inner.instance_id.clone(), None),
@@ -163,12 +168,18 @@ impl SystemAuth {
     /// [`REFUSAL_LOGS_PER_SECOND`] a second.
     pub(crate) fn record(&self, result: &Result<SystemUser, AuthError>) {
         match result {
-            Ok(user) => tracing::debug!(
-                target: "zitadel_system_auth",
-                user_id = user.user_id(),
-                "system user token accepted"
-            ),
-            Err(error) => self.inner.refusals.log(error),
+            Ok(user) => {
+                self.inner.metrics.accepted();
+                tracing::debug!(
+                    target: "zitadel_system_auth",
+                    user_id = user.user_id(),
+                    "system user token accepted"
+                );
+            }
+            Err(error) => {
+                self.inner.metrics.refused(error.reason());
+                self.inner.refusals.log(error);
+            }
         }
     }
 
@@ -513,6 +524,7 @@ impl SystemAuthBuilder {
             source,
             cache_capacity,
             refusals: RefusalLog::default(),
+            metrics: Metrics::new(),
             reload: Mutex::new(ReloadState {
                 finished: SystemTime::now(),
                 outcome: ReloadOutcome::Initial,
@@ -564,6 +576,7 @@ impl Inner {
             Err(error) => {
                 state.outcome = ReloadOutcome::Failed;
                 state.error = Some(error.to_string());
+                self.metrics.reload("failed", current.generation(), false);
                 Err(error)
             }
             Ok((next, problems)) => {
@@ -582,6 +595,13 @@ impl Inner {
                     (true, false) => ReloadOutcome::Unchanged,
                 };
                 state.error = (!problems.is_empty()).then(|| problems.join("; "));
+                let outcome = match state.outcome {
+                    ReloadOutcome::Partial => "partial",
+                    ReloadOutcome::Changed => "changed",
+                    _ => "unchanged",
+                };
+                self.metrics
+                    .reload(outcome, generation, problems.is_empty());
                 if state.error.is_none() {
                     state.logged = None;
                 }

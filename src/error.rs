@@ -324,6 +324,39 @@ impl IntoResponse for AuthError {
     }
 }
 
+impl AuthError {
+    /// The refusal as a gRPC trailers-only response: HTTP 200 with `grpc-status`
+    /// (16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 3 INVALID_ARGUMENT, 13 INTERNAL)
+    /// and `grpc-message` in the headers, and no body. The layer answers a request
+    /// with `content-type: application/grpc` this way.
+    pub fn into_grpc_response(self) -> Response {
+        let mut response = Response::new(axum::body::Body::empty());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from(self.grpc_code()));
+        if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(&self.to_string())) {
+            headers.insert("grpc-message", message);
+        }
+        response
+    }
+}
+
+/// gRPC's `grpc-message` encoding: `%` and bytes outside space..`~` as `%XX`.
+fn grpc_percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (b' '..=b'~').contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Why a key was refused at load time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

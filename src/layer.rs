@@ -139,6 +139,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let answer = Answer::for_request(&request);
         // A panic while deciding becomes a 500 answer, not a dropped connection.
         let decision = std::panic::catch_unwind(AssertUnwindSafe(|| self.authenticate(&request)))
             .unwrap_or_else(|_| {
@@ -155,8 +156,26 @@ where
                 }
                 ResponseFuture::inner(self.inner.call(request))
             }
-            Err(error) => ResponseFuture::refused(error),
+            Err(error) => ResponseFuture::refused(error, answer),
         }
+    }
+}
+
+/// How a refusal is answered: ZITADEL's REST error, or a gRPC status for a gRPC
+/// request (`content-type: application/grpc...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Http,
+    Grpc,
+}
+
+impl Answer {
+    pub(crate) fn for_request<B>(request: &Request<B>) -> Answer {
+        let grpc = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if grpc { Answer::Grpc } else { Answer::Http }
     }
 }
 
@@ -197,7 +216,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Inner { #[pin] future: F },
-        Refused { error: Option<AuthError> },
+        Refused { error: Option<AuthError>, answer: Answer },
     }
 }
 
@@ -208,9 +227,12 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn refused(error: AuthError) -> Self {
+    pub(crate) fn refused(error: AuthError, answer: Answer) -> Self {
         ResponseFuture {
-            kind: Kind::Refused { error: Some(error) },
+            kind: Kind::Refused {
+                error: Some(error),
+                answer,
+            },
         }
     }
 }
@@ -229,10 +251,11 @@ where
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(Body::new)))
             }
-            KindProj::Refused { error } => {
-                let response = match error.take() {
-                    Some(error) => error.into_response(),
-                    None => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            KindProj::Refused { error, answer } => {
+                let response = match (error.take(), answer) {
+                    (Some(error), Answer::Http) => error.into_response(),
+                    (Some(error), Answer::Grpc) => error.into_grpc_response(),
+                    (None, _) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
                 };
                 Poll::Ready(Ok(response))
             }

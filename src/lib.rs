@@ -67,9 +67,12 @@ pub mod config;
 pub mod error;
 pub mod key;
 pub mod layer;
+pub mod metrics;
 mod registry;
 pub mod reload;
 pub mod role;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod user;
 pub mod verify;
 

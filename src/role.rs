@@ -37,7 +37,11 @@ use bytes::Bytes;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{error::AuthError, layer::ResponseFuture, user::SystemUser};
+use crate::{
+    error::AuthError,
+    layer::{Answer, ResponseFuture},
+    user::SystemUser,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -96,7 +100,7 @@ where
         };
         match verdict {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::refused(error),
+            Err(error) => ResponseFuture::refused(error, Answer::for_request(&request)),
         }
     }
 }

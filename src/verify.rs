@@ -29,6 +29,7 @@ use crate::{
     cache::CachedToken,
     error::{AudienceHint, AuthError, Claim, Malformed},
     key::Validity,
+    metrics::Metrics,
     registry::Registry,
     user::Identity,
 };
@@ -127,7 +128,12 @@ impl Verifier {
     /// Runs every check on `token` against the users in `registry`, at the clock's
     /// current time. A token found in the registry's cache only has its times
     /// checked again.
-    pub fn verify(&self, token: &str, registry: &Registry) -> Result<Verified, AuthError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        registry: &Registry,
+        metrics: &Metrics,
+    ) -> Result<Verified, AuthError> {
         let now = nanos_since_epoch((self.clock)());
         if token.len() > self.max_token_length {
             return Err(AuthError::TokenTooLong {
@@ -148,6 +154,7 @@ impl Verifier {
                 expires_at: cached.expires_at,
             })
         });
+        metrics.cache(hit.is_some());
         if let Some(result) = hit {
             return result;
         }
@@ -463,7 +470,10 @@ struct Members(Vec<(String, Value)>);
 
 impl Members {
     fn parse(json: &[u8], malformed: Malformed) -> Result<Members, AuthError> {
-        let mut de = serde_json::Deserializer::from_slice(json);
+        // JSON is UTF-8 throughout (RFC 8259); serde_json would not check the
+        // strings it skips.
+        let text = std::str::from_utf8(json).map_err(|_| AuthError::Malformed(malformed))?;
+        let mut de = serde_json::Deserializer::from_str(text);
         let members = de
             .deserialize_map(MembersVisitor)
             .and_then(|members| de.end().map(|()| members))

@@ -1,0 +1,706 @@
+//! Drives the compiled examples over real TCP on loopback: the `server` example
+//! (routes, refusals, environment overrides, shutdown), `key2jwt` with a key from
+//! the `openssl` command line, and `quickstart --once`.
+//!
+//! The example binaries are found next to this test's binary
+//! (`target/<profile>/examples/`); they are built first with the same cargo, since
+//! `cargo test --test example_server` alone does not build examples.
+
+mod common;
+#[path = "../examples/support/http.rs"]
+mod http;
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use zitadel_system_auth::{SystemAuth, config};
+
+/// How long a child may take to start or to finish (debug builds on a busy machine).
+const STARTUP: Duration = Duration::from_secs(120);
+/// The examples this test runs.
+const EXAMPLES: [&str; 3] = ["server", "key2jwt", "quickstart"];
+const SEARCH: &str = "/system/v1/instances/_search";
+const AUD: &str = "https://custom-domain.com";
+const OWNER: &str = "system-user-1";
+const PLAIN: &str = "system-user-2";
+
+// ---- Finding and running the examples ----
+
+/// `target/<profile>/examples/<name>`, built (once per test run) if needed.
+fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        // current_exe is target/<profile>/deps/example_server-HASH.
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary lives in target/<profile>/deps");
+        build_examples(profile_dir);
+        profile_dir.join("examples")
+    });
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "example binary {} is missing",
+        path.display()
+    );
+    path
+}
+
+/// Runs `cargo build --example ...` with the cargo that runs this test, for the same
+/// profile and target folder, so the binaries match the sources under test.
+fn build_examples(profile_dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("profile folder name");
+    // target/<profile>, or target/<triple>/<profile> when cross-compiling.
+    let mut target_dir = profile_dir.parent().expect("target folder");
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    if !target_dir.join("CACHEDIR.TAG").exists()
+        && let (Some(triple), Some(parent)) = (
+            target_dir.file_name().and_then(|n| n.to_str()),
+            target_dir.parent(),
+        )
+    {
+        command.args(["--target", triple]);
+        target_dir = parent;
+    }
+    for example in EXAMPLES {
+        command.args(["--example", example]);
+    }
+    command.arg("--target-dir").arg(target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            command.arg("--release");
+        }
+        other => {
+            command.args(["--profile", other]);
+        }
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build of the examples failed: {status}"
+    );
+}
+
+/// A child process that is killed (and reaped) when the guard goes away, also when
+/// a test fails half-way.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl ChildGuard {
+    /// Waits up to `limit` for the child to exit.
+    fn wait_timeout(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A command for an example, with ZITADEL's environment variables cleared so the
+/// caller's environment cannot change the outcome.
+fn command(name: &str) -> Command {
+    let mut command = Command::new(example(name));
+    for var in [
+        config::ENV_SYSTEM_API_USERS,
+        config::ENV_EXTERNAL_DOMAIN,
+        config::ENV_EXTERNAL_PORT,
+        config::ENV_EXTERNAL_SECURE,
+    ] {
+        command.env_remove(var);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Collects a pipe, line by line as it comes, into a shared string on a thread.
+fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut sink = sink.lock().expect("lock");
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+    text
+}
+
+/// What a finished child printed.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs an example to completion (at most [`STARTUP`]).
+fn run_to_end(mut command: Command) -> Finished {
+    let mut child = ChildGuard(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn example"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let stderr = child.0.stderr.take().expect("stderr");
+    // Read both pipes to the end on threads, so a chatty child cannot block.
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stdout).read_to_string(&mut text);
+        let _ = tx.send((0, text));
+    });
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        let _ = tx2.send((1, text));
+    });
+    let Some(status) = child.wait_timeout(STARTUP) else {
+        panic!("the example did not finish within {STARTUP:?}");
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    for _ in 0..2 {
+        let (which, text) = rx.recv_timeout(STARTUP).expect("pipe reader");
+        if which == 0 {
+            out = text;
+        } else {
+            err = text;
+        }
+    }
+    Finished {
+        status,
+        stdout: out,
+        stderr: err,
+    }
+}
+
+/// A running `server` example.
+struct Server {
+    child: ChildGuard,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the server on a free loopback port with `config` and extra environment
+    /// variables, and waits for its `listening on http://ADDR` line.
+    fn start(config: &Path, env: &[(&str, &str)]) -> Server {
+        let mut command = command("server");
+        command
+            .arg("--config")
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard(command.spawn().expect("spawn the server example"));
+        let stderr = collect(child.0.stderr.take().expect("stderr"));
+        let stdout = child.0.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        thread::spawn(move || {
+            // Keeps reading after the test stops listening, so the pipe stays open.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + STARTUP;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on http://") {
+                        break addr.parse().expect("a socket address after http://");
+                    }
+                }
+                Err(error) => panic!(
+                    "no `listening on` line from the server ({error}); status {:?}; stderr:\n{}",
+                    child.0.try_wait(),
+                    stderr.lock().expect("lock")
+                ),
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>) -> http::Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .as_deref()
+            .map(|b| ("Authorization", b))
+            .into_iter()
+            .collect();
+        http::request(self.addr, method, path, &headers)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{method} {path} failed: {e}; server stderr:\n{}",
+                    self.stderr.lock().expect("lock")
+                )
+            })
+    }
+}
+
+// ---- Configuration ----
+
+/// A config with `system-user-1` (System and IAM memberships) and `system-user-2`
+/// (no memberships, so ZITADEL's default), written to a fresh folder.
+fn write_config(owner: &common::TestKey, plain: &common::TestKey) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "ExternalDomain: custom-domain.com\n\
+         ExternalPort: 443\n\
+         ExternalSecure: true\n\
+         SystemAPIUsers:\n\
+         \x20 - {OWNER}:\n\
+         \x20     Path: {}\n\
+         \x20     Memberships:\n\
+         \x20       - MemberType: System\n\
+         \x20         Roles: [SYSTEM_OWNER_VIEWER]\n\
+         \x20       - MemberType: IAM\n\
+         \x20         Roles: [IAM_OWNER]\n\
+         \x20         AggregateID: \"123456789012345678\"\n\
+         \x20 - {PLAIN}:\n\
+         \x20     Path: {}\n",
+        owner.public_path.display(),
+        plain.public_path.display(),
+    );
+    std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
+    dir
+}
+
+fn keys() -> &'static (common::TestKey, common::TestKey) {
+    static KEYS: OnceLock<(common::TestKey, common::TestKey)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (
+            common::TestKey::generate("example-owner"),
+            common::TestKey::generate("example-plain"),
+        )
+    })
+}
+
+fn token(key: &common::TestKey, user: &str, aud: &str) -> String {
+    key.rs256(&common::claims_for(user, aud, common::now()))
+}
+
+fn json_body(reply: &http::Reply) -> Value {
+    serde_json::from_str(&reply.body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", reply.body))
+}
+
+fn instance_domain(reply: &http::Reply) -> Value {
+    json_body(reply)["result"][0]["domains"][0]["domain"].clone()
+}
+
+// ---- The server ----
+
+#[tokio::test]
+async fn server_answers_over_tcp() {
+    let (owner, plain) = keys();
+    let dir = write_config(owner, plain);
+    let server = Server::start(&dir.path().join("config.yaml"), &[]);
+    assert!(server.addr.ip().is_loopback());
+
+    // Open route.
+    let reply = server.call("GET", "/healthz", None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body, "ok");
+
+    // No token: 401, bare challenge, ZITADEL's body.
+    let reply = server.call("POST", SEARCH, None).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reply.status_line, "HTTP/1.1 401 Unauthorized");
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(json_body(&reply)["code"], 16);
+
+    // A valid token: the instance, on the configured domain.
+    let reply = server
+        .call("POST", SEARCH, Some(&token(owner, OWNER, AUD)))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body = json_body(&reply);
+    assert_eq!(body["details"]["totalResult"], "1");
+    assert_eq!(body["result"][0]["state"], "STATE_RUNNING");
+    assert_eq!(body["result"][0]["domains"][0]["primary"], true);
+    assert_eq!(instance_domain(&reply), "custom-domain.com");
+
+    // whoami: every membership; the roles of those that apply (System only, as the
+    // request names no instance).
+    let reply = server
+        .call("GET", "/whoami", Some(&token(owner, OWNER, AUD)))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        json_body(&reply),
+        json!({
+            "userId": OWNER,
+            "memberships": [
+                { "memberType": "System", "roles": ["SYSTEM_OWNER_VIEWER"] },
+                { "memberType": "IAM", "roles": ["IAM_OWNER"], "aggregateId": "123456789012345678" },
+            ],
+            "roles": ["SYSTEM_OWNER_VIEWER"],
+        })
+    );
+
+    // A user without memberships gets ZITADEL's default.
+    let reply = server
+        .call("GET", "/whoami", Some(&token(plain, PLAIN, AUD)))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        json_body(&reply),
+        json!({
+            "userId": PLAIN,
+            "memberships": [{ "memberType": "System", "roles": ["SYSTEM_OWNER"] }],
+            "roles": ["SYSTEM_OWNER"],
+        })
+    );
+    let reply = server.call("GET", "/whoami", None).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+
+    // The wrong audience: 401 naming the expected one.
+    let reply = server
+        .call(
+            "POST",
+            SEARCH,
+            Some(&token(owner, OWNER, "https://custom-domain.com/")),
+        )
+        .await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let challenge = reply.header("www-authenticate").expect("WWW-Authenticate");
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains(AUD), "{challenge}");
+    assert_eq!(json_body(&reply)["code"], 16);
+
+    // A token signed with another user's key.
+    let reply = server
+        .call("POST", SEARCH, Some(&token(plain, OWNER, AUD)))
+        .await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+
+    // Unknown paths are not protected routes: 404 with or without a token.
+    let reply = server.call("GET", "/nothing-here", None).await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+    let reply = server
+        .call(
+            "POST",
+            "/system/v1/nothing",
+            Some(&token(owner, OWNER, AUD)),
+        )
+        .await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+}
+
+#[tokio::test]
+async fn server_env_overrides_the_audience() {
+    let (owner, plain) = keys();
+    let dir = write_config(owner, plain);
+    let server = Server::start(
+        &dir.path().join("config.yaml"),
+        &[(config::ENV_EXTERNAL_DOMAIN, "override.example")],
+    );
+
+    let reply = server
+        .call(
+            "POST",
+            SEARCH,
+            Some(&token(owner, OWNER, "https://override.example")),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(instance_domain(&reply), "override.example");
+
+    let reply = server
+        .call("POST", SEARCH, Some(&token(owner, OWNER, AUD)))
+        .await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let challenge = reply.header("www-authenticate").expect("WWW-Authenticate");
+    assert!(
+        challenge.contains("https://override.example"),
+        "{challenge}"
+    );
+}
+
+#[test]
+fn server_refuses_a_bad_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "SystemAPIUsers:\n  - system-user-1:\n      Path: missing.pub\n",
+    )
+    .expect("write config");
+    let mut command = command("server");
+    command
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"]);
+    let finished = run_to_end(command);
+    assert!(!finished.status.success(), "{:?}", finished.status);
+    assert!(
+        !finished.stdout.contains("listening on"),
+        "{}",
+        finished.stdout
+    );
+    assert!(
+        finished.stderr.contains("system-user-1") && finished.stderr.contains("missing.pub"),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn server_stops_on_ctrl_c() {
+    let (owner, plain) = keys();
+    let dir = write_config(owner, plain);
+    let mut server = Server::start(&dir.path().join("config.yaml"), &[]);
+    let pid = server.child.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let status = server
+        .child
+        .wait_timeout(STARTUP)
+        .expect("the server stops after SIGINT");
+    assert!(status.success(), "{status:?}");
+}
+
+// ---- key2jwt ----
+
+/// A config that accepts `user` with the public key at `public`, audience [`AUD`].
+fn auth_for(user: &str, public: &Path) -> SystemAuth {
+    SystemAuth::builder()
+        .config_yaml(&common::config_with_path(user, public))
+        .build()
+        .expect("config")
+}
+
+fn key2jwt(key: &Path, issuer: &str, lifetime: Option<&str>) -> Finished {
+    let mut command = command("key2jwt");
+    command
+        .args(["--audience", AUD, "--key"])
+        .arg(key)
+        .args(["--issuer", issuer]);
+    if let Some(lifetime) = lifetime {
+        command.args(["--lifetime", lifetime]);
+    }
+    run_to_end(command)
+}
+
+#[test]
+fn key2jwt_signs_with_an_openssl_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generated = dir.path().join("generated.pem");
+    let pkcs1 = dir.path().join("system-user-1.pem");
+    let public = dir.path().join("system-user-1.pub");
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    common::openssl(&["genrsa", "-out", &path(&generated), "2048"]);
+    // OpenSSL 3 writes PKCS#8 here, 1.1 PKCS#1; make sure to have both.
+    let generated_text = std::fs::read_to_string(&generated).expect("read key");
+    if generated_text.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
+        std::fs::copy(&generated, &pkcs1).expect("copy key");
+    } else {
+        common::openssl(&[
+            "rsa",
+            "-in",
+            &path(&generated),
+            "-traditional",
+            "-out",
+            &path(&pkcs1),
+        ]);
+    }
+    let pkcs1_text = std::fs::read_to_string(&pkcs1).expect("read key");
+    assert!(pkcs1_text.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    common::openssl(&[
+        "rsa",
+        "-in",
+        &path(&pkcs1),
+        "-pubout",
+        "-out",
+        &path(&public),
+    ]);
+    let auth = auth_for(OWNER, &public);
+
+    let finished = key2jwt(&pkcs1, OWNER, None);
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let token = finished
+        .stdout
+        .strip_suffix('\n')
+        .expect("the token ends with a newline");
+    assert!(
+        !token.contains(char::is_whitespace),
+        "{:?}",
+        finished.stdout
+    );
+
+    let user = auth.verify(token).expect("the key2jwt token verifies");
+    assert_eq!(user.user_id(), OWNER);
+    let lifetime = user
+        .expires_at()
+        .duration_since(user.issued_at())
+        .expect("exp after iat");
+    assert_eq!(lifetime, Duration::from_secs(3600));
+
+    // Header and claims as ZITADEL's key2jwt writes them.
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let header = URL_SAFE_NO_PAD.decode(parts[0]).expect("base64url header");
+    assert_eq!(header, br#"{"alg":"RS256","typ":"JWT"}"#);
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("base64url claims"))
+            .expect("JSON claims");
+    assert_eq!(claims["iss"], OWNER);
+    assert_eq!(claims["sub"], OWNER);
+    assert_eq!(claims["aud"], AUD);
+    let iat = claims["iat"].as_u64().expect("iat");
+    assert!(iat.abs_diff(common::now()) < 300, "iat {iat}");
+
+    // The key exactly as this openssl's genrsa wrote it.
+    let finished = key2jwt(&generated, OWNER, None);
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let user = auth
+        .verify(finished.stdout.trim_end())
+        .expect("the token verifies");
+    assert_eq!(user.user_id(), OWNER);
+
+    // The same key as PKCS#8, with another lifetime.
+    let pkcs8 = dir.path().join("pkcs8.pem");
+    common::openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        &path(&pkcs1),
+        "-out",
+        &path(&pkcs8),
+    ]);
+    let finished = key2jwt(&pkcs8, OWNER, Some("120"));
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let user = auth
+        .verify(finished.stdout.trim_end())
+        .expect("the PKCS#8 token verifies");
+    let lifetime = user
+        .expires_at()
+        .duration_since(user.issued_at())
+        .expect("exp after iat");
+    assert_eq!(lifetime, Duration::from_secs(120));
+}
+
+#[test]
+fn key2jwt_refuses_a_bad_key() {
+    let key = common::TestKey::generate("example-key2jwt-bad");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key at all\n").expect("write");
+    let damaged = dir.path().join("damaged.pem");
+    std::fs::write(
+        &damaged,
+        "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let missing = dir.path().join("missing.pem");
+
+    for (file, expected) in [
+        (&key.public_path, "public key"),
+        (&garbage, "no RSA private key"),
+        (&damaged, "RSA private key"),
+        (&missing, "cannot read"),
+    ] {
+        let finished = key2jwt(file, OWNER, None);
+        assert!(
+            !finished.status.success(),
+            "{}: {:?}",
+            file.display(),
+            finished.status
+        );
+        assert_eq!(finished.stdout, "", "{}", file.display());
+        assert!(
+            finished.stderr.contains(expected),
+            "{}: {}",
+            file.display(),
+            finished.stderr
+        );
+        assert!(!finished.stderr.contains("BEGIN"), "{}", finished.stderr);
+    }
+
+    // A zero lifetime is refused too.
+    let finished = key2jwt(&key.private_path, OWNER, Some("0"));
+    assert!(!finished.status.success());
+    assert_eq!(finished.stdout, "");
+}
+
+// ---- quickstart ----
+
+#[test]
+fn quickstart_once_succeeds() {
+    let mut command = command("quickstart");
+    command.arg("--once");
+    let finished = run_to_end(command);
+    assert!(
+        finished.status.success(),
+        "{:?}\nstdout:\n{}\nstderr:\n{}",
+        finished.status,
+        finished.stdout,
+        finished.stderr
+    );
+    assert!(
+        finished.stdout.contains("HTTP/1.1 401 Unauthorized"),
+        "{}",
+        finished.stdout
+    );
+    assert!(
+        finished.stdout.contains("HTTP/1.1 200 OK"),
+        "{}",
+        finished.stdout
+    );
+    assert!(finished.stdout.contains("curl "), "{}", finished.stdout);
+    assert!(
+        !finished.stdout.contains("PRIVATE KEY-----"),
+        "{}",
+        finished.stdout
+    );
+}
