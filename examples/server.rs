@@ -39,6 +39,10 @@
 //!
 //! Ctrl-C (or SIGTERM) stops it after the requests in flight are answered. A bad
 //! configuration is reported on stderr with a non-zero exit status.
+//!
+//! Key and config files are watched and reloaded by themselves; SIGHUP reloads at
+//! once (`kill -HUP <pid>`), and the outcome goes to stderr. Logs go to stderr too,
+//! filtered by `RUST_LOG` (default `info`).
 
 use std::{error::Error, io::Write as _, path::PathBuf, process::ExitCode};
 
@@ -57,6 +61,9 @@ struct Args {
     /// The address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Don't watch the key and config files; reload only on SIGHUP.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[tokio::main]
@@ -73,9 +80,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let auth = SystemAuth::builder()
         .config_file(&args.config)
         .env_overrides(true)
+        .watch(!args.no_watch)
         .build()?;
     // The same configuration once more, for the domain the instance search reports.
     let mut config = Config::from_file(&args.config)?;
@@ -96,6 +111,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = app::shutdown_signal()?;
+    reload_on_sighup(auth.clone())?;
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
 
@@ -106,5 +122,44 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         })
         .await?;
     eprintln!("stopped");
+    Ok(())
+}
+
+/// Reloads the keys on SIGHUP, as daemons do.
+#[cfg(unix)]
+fn reload_on_sighup(auth: SystemAuth) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match auth.reload() {
+                Ok(report) => eprintln!(
+                    "SIGHUP: reloaded, generation {}{}{}",
+                    report.generation,
+                    if report.changed {
+                        ""
+                    } else {
+                        " (nothing changed)"
+                    },
+                    if report.problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; kept the last good key for: {}",
+                            report.problems.join("; ")
+                        )
+                    }
+                ),
+                Err(error) => {
+                    eprintln!("SIGHUP: reload failed, keeping the last good keys: {error}")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_auth: SystemAuth) -> std::io::Result<()> {
     Ok(())
 }

@@ -219,11 +219,17 @@ impl Server {
     /// Starts the server on a free loopback port with `config` and extra environment
     /// variables, and waits for its `listening on http://ADDR` line.
     fn start(config: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_with(config, env, &[])
+    }
+
+    /// Like [`Server::start`], with further command-line arguments.
+    fn start_with(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
         let mut command = command("server");
         command
             .arg("--config")
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -507,6 +513,64 @@ fn server_stops_on_ctrl_c() {
         .wait_timeout(STARTUP)
         .expect("the server stops after SIGINT");
     assert!(status.success(), "{status:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn server_reloads_on_sighup() {
+    let (owner, _) = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let owner_pub = dir.path().join("owner.pub");
+    std::fs::write(&owner_pub, &owner.public_pem).expect("write the key");
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        format!("ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - {OWNER}:\n      Path: owner.pub\n"),
+    )
+    .expect("write config");
+    let server = Server::start_with(&dir.path().join("config.yaml"), &[], &["--no-watch"]);
+    let rotated = common::TestKey::generate("sighup-rotated");
+    let new_token = token(&rotated, OWNER, AUD);
+    let path = "/system/v1/instances/_search";
+    assert_eq!(
+        server.call("POST", path, Some(&new_token)).await.status,
+        401
+    );
+
+    // Replace the owner's key file; without watching, nothing changes until SIGHUP.
+    std::fs::write(&owner_pub, &rotated.public_pem).expect("rotate the key file");
+    assert_eq!(
+        server.call("POST", path, Some(&new_token)).await.status,
+        401
+    );
+
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + STARTUP;
+    while !server
+        .stderr
+        .lock()
+        .expect("lock")
+        .contains("SIGHUP: reloaded")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reload after SIGHUP; stderr:\n{}",
+            server.stderr.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        server.call("POST", path, Some(&new_token)).await.status,
+        200
+    );
+    let old_token = token(owner, OWNER, AUD);
+    assert_eq!(
+        server.call("POST", path, Some(&old_token)).await.status,
+        401
+    );
 }
 
 // ---- key2jwt ----
