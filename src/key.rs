@@ -165,10 +165,13 @@ impl PublicKey {
 
     /// Checks `signature` over `message` with `algorithm`.
     pub fn verify(&self, algorithm: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-        signature.len() == self.modulus_len()
-            && self
-                .parsed(algorithm)
-                .is_some_and(|key| key.verify_sig(message, signature).is_ok())
+        if signature.len() != self.modulus_len() {
+            return false;
+        }
+        #[cfg(feature = "testing")]
+        RSA_OPERATIONS.with(|count| count.set(count.get() + 1));
+        self.parsed(algorithm)
+            .is_some_and(|key| key.verify_sig(message, signature).is_ok())
     }
 
     /// The modulus size in bits.
@@ -199,6 +202,12 @@ impl PublicKey {
     pub fn validity(&self) -> Option<Validity> {
         self.validity
     }
+}
+
+#[cfg(feature = "testing")]
+thread_local! {
+    /// RSA verifications started on this thread (feature `testing`).
+    pub(crate) static RSA_OPERATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 fn verification_algorithm(algorithm: Algorithm) -> &'static dyn VerificationAlgorithm {

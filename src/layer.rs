@@ -1,11 +1,16 @@
 //! Middleware that authenticates requests with a ZITADEL system user token.
 //!
-//! ```no_run
-//! use axum::{Router, routing::{get, post}};
+//! ```
+//! use axum::{Router, body::Body, http::Request, routing::{get, post}};
+//! use tower::ServiceExt as _;
 //! use zitadel_system_auth::{SystemAuth, SystemUser};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let auth = SystemAuth::builder().config_file("config.yaml").build()?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let system = zitadel_system_auth::testing::TestSystem::new();
+//! # let config_path = system.dir().join("config.yaml");
+//! # let token = system.token().build();
+//! let auth = SystemAuth::builder().config_file(config_path).build()?;
 //!
 //! async fn search(user: SystemUser) -> String {
 //!     format!("searched as {}", user.user_id())
@@ -14,10 +19,26 @@
 //!     "ok"
 //! }
 //!
-//! let app: Router = Router::new()
+//! let app = Router::new()
 //!     .route("/system/v1/instances/_search", post(search))
-//!     .route_layer(auth.layer())               // protects the routes above only
-//!     .route("/healthz", get(health));         // open
+//!     .route_layer(auth.layer()) // protects the routes above only
+//!     .route("/healthz", get(health)); // open
+//!
+//! let search_request = |token: Option<&str>| {
+//!     let request = Request::post("/system/v1/instances/_search");
+//!     match token {
+//!         Some(token) => request.header("authorization", format!("Bearer {token}")),
+//!         None => request,
+//!     }
+//!     .body(Body::empty())
+//! };
+//! let with_token = app.clone().oneshot(search_request(Some(&token))?).await?;
+//! assert_eq!(with_token.status(), 200);
+//! let without = app.clone().oneshot(search_request(None)?).await?;
+//! assert_eq!(without.status(), 401);
+//! assert_eq!(without.headers()["www-authenticate"], "Bearer");
+//! let health = app.oneshot(Request::get("/healthz").body(Body::empty())?).await?;
+//! assert_eq!(health.status(), 200);
 //! # Ok(())
 //! # }
 //! ```

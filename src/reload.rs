@@ -19,8 +19,8 @@
 //! A change that does not load keeps what was loaded: a bad config keeps the whole old
 //! registry; a bad key file keeps that user's last good key (and does not hold back
 //! other users' changes). The failure is logged once per change, with the path and
-//! the reason, and tried again on the next change. [`SystemAuth::status`]
-//! (crate::SystemAuth::status) shows the state.
+//! the reason, and tried again on the next change.
+//! [`SystemAuth::status`](crate::SystemAuth::status) shows the state.
 
 use std::{
     collections::hash_map::DefaultHasher,

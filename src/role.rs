@@ -1,20 +1,36 @@
 //! Middleware that requires a role of the authenticated system user.
 //!
-//! ```no_run
-//! use axum::{Router, routing::post};
+//! ```
+//! use axum::{Router, body::Body, http::Request, routing::post};
+//! use tower::ServiceExt as _;
 //! use zitadel_system_auth::{RequireRoleLayer, SystemAuth};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let auth = SystemAuth::builder().config_file("config.yaml").build()?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let system = zitadel_system_auth::testing::TestSystem::new();
+//! # let auth = system.auth.clone();
+//! # let token = system.token().build();
 //! async fn create_instance() -> &'static str {
 //!     "created"
 //! }
 //!
 //! // Layers run outside-in: authenticate first, then check the role.
-//! let app: Router = Router::new()
-//!     .route("/system/v1/instances", post(create_instance))
-//!     .route_layer(RequireRoleLayer::new("SYSTEM_OWNER"))
-//!     .route_layer(auth.layer());
+//! let app = |role: &'static str| {
+//!     Router::new()
+//!         .route("/system/v1/instances", post(create_instance))
+//!         .route_layer(RequireRoleLayer::new(role))
+//!         .route_layer(auth.layer())
+//! };
+//! let request = || {
+//!     Request::post("/system/v1/instances")
+//!         .header("authorization", format!("Bearer {token}"))
+//!         .body(Body::empty())
+//! };
+//! // The user has ZITADEL's default membership: System with SYSTEM_OWNER.
+//! let allowed = app("SYSTEM_OWNER").oneshot(request()?).await?;
+//! assert_eq!(allowed.status(), 200);
+//! let denied = app("IAM_OWNER").oneshot(request()?).await?;
+//! assert_eq!(denied.status(), 403); // body: {"code":7,...}
 //! # Ok(())
 //! # }
 //! ```

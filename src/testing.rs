@@ -294,6 +294,13 @@ impl<'k> TokenBuilder<'k> {
     }
 }
 
+/// How many RSA signature verifications this thread has started so far: a refusal
+/// that needs no RSA work leaves it unchanged. ([`SystemAuth::verify`] runs on the
+/// calling thread.)
+pub fn rsa_operations_on_this_thread() -> u64 {
+    crate::key::RSA_OPERATIONS.with(|count| count.get())
+}
+
 /// How a test config names a user's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyForm {

@@ -2,15 +2,22 @@
 //! [`Membership`]s.
 //!
 //! ```
-//! use axum::{Json, Router, routing::get};
-//! use zitadel_system_auth::SystemUser;
+//! use axum::{Router, body::Body, http::Request, routing::get};
+//! use tower::ServiceExt as _;
+//! use zitadel_system_auth::{AuthError, SystemUser};
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let system = zitadel_system_auth::testing::TestSystem::new();
+//! # let auth = system.auth.clone();
+//! # let token = system.token().build();
+//! // The extractor: the route is only reached with a valid token.
 //! async fn whoami(user: SystemUser) -> String {
 //!     format!("hello {}", user.user_id())
 //! }
 //!
-//! // Optional authentication: `None` when the request carried no token
-//! // (use `SystemAuth::optional_layer`, which still refuses bad tokens).
+//! // Optional authentication: `None` when the request carried no token. Behind
+//! // `optional_layer`, which lets such requests through but still refuses bad tokens.
 //! async fn greet(user: Option<SystemUser>) -> String {
 //!     match user {
 //!         Some(user) => format!("hello {}", user.user_id()),
@@ -19,15 +26,32 @@
 //! }
 //!
 //! // A role guard inside the handler: 403 with code 7 when the role is missing.
-//! async fn admin(user: SystemUser) -> Result<&'static str, zitadel_system_auth::AuthError> {
-//!     user.require_role("SYSTEM_OWNER")?;
+//! async fn admin(user: SystemUser) -> Result<&'static str, AuthError> {
+//!     user.require_role("IAM_OWNER")?;
 //!     Ok("welcome")
 //! }
 //!
-//! let app: Router = Router::new()
+//! let app = Router::new()
 //!     .route("/whoami", get(whoami))
-//!     .route("/greet", get(greet))
-//!     .route("/admin", get(admin));
+//!     .route("/admin", get(admin))
+//!     .layer(auth.layer())
+//!     .merge(Router::new().route("/greet", get(greet)).layer(auth.optional_layer()));
+//!
+//! let get = |path: &str, token: Option<&str>| {
+//!     let request = Request::get(path);
+//!     match token {
+//!         Some(token) => request.header("authorization", format!("Bearer {token}")),
+//!         None => request,
+//!     }
+//!     .body(Body::empty())
+//! };
+//! assert_eq!(app.clone().oneshot(get("/whoami", Some(&token))?).await?.status(), 200);
+//! assert_eq!(app.clone().oneshot(get("/greet", None)?).await?.status(), 200);
+//! assert_eq!(app.clone().oneshot(get("/greet", Some("junk"))?).await?.status(), 401);
+//! // The default membership (System, SYSTEM_OWNER) does not grant IAM_OWNER.
+//! assert_eq!(app.oneshot(get("/admin", Some(&token))?).await?.status(), 403);
+//! # Ok(())
+//! # }
 //! ```
 
 use std::{
