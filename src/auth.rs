@@ -560,7 +560,31 @@ impl Inner {
     /// Reads the configuration and every key again, and swaps in a new registry if
     /// anything changed. Holds the reload lock throughout.
     fn reload(&self) -> Result<ReloadReport, ConfigError> {
+        let _span = tracing::info_span!(target: "zitadel_system_auth", "reload").entered();
         let mut state = self.state();
+        let result = self.reload_locked(&mut state);
+        match &result {
+            Ok(report) if report.changed => tracing::info!(
+                target: "zitadel_system_auth",
+                generation = report.generation,
+                "reloaded the system user keys"
+            ),
+            _ => {}
+        }
+        // A failure is logged once per change, not once per attempt.
+        if let Some(error) = state.error.clone()
+            && state.logged.as_ref() != Some(&error)
+        {
+            tracing::warn!(
+                target: "zitadel_system_auth",
+                "reload kept the last good keys: {error}"
+            );
+            state.logged = Some(error);
+        }
+        result
+    }
+
+    fn reload_locked(&self, state: &mut ReloadState) -> Result<ReloadReport, ConfigError> {
         let current = self.registry.load_full();
         let result = self.source.load().map(|config| {
             state.files = self.source.files(&config);
@@ -617,26 +641,8 @@ impl Inner {
 
 impl Reloadable for Inner {
     fn reload_after_change(&self) {
-        let _span = tracing::info_span!(target: "zitadel_system_auth", "reload").entered();
-        match self.reload() {
-            Ok(report) if report.changed => tracing::info!(
-                target: "zitadel_system_auth",
-                generation = report.generation,
-                "reloaded the system user keys"
-            ),
-            Ok(_) => {}
-            Err(_) => {}
-        }
-        let mut state = self.state();
-        if let Some(error) = state.error.clone()
-            && state.logged.as_ref() != Some(&error)
-        {
-            tracing::warn!(
-                target: "zitadel_system_auth",
-                "reload kept the last good keys: {error}"
-            );
-            state.logged = Some(error);
-        }
+        // The outcome is logged and recorded in the status by `reload` itself.
+        let _ = self.reload();
     }
 
     fn watched_files(&self) -> Vec<PathBuf> {

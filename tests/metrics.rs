@@ -1,0 +1,131 @@
+//! The `metrics` feature: decisions, cache use and reloads are counted, and no label
+//! value comes from a token. Runs with `cargo test --all-features`.
+#![cfg(feature = "metrics")]
+
+use metrics_util::{
+    CompositeKey, MetricKind,
+    debugging::{DebugValue, DebuggingRecorder},
+};
+use zitadel_system_auth::testing::TestSystem;
+
+/// (kind, name, sorted labels) → value, from a snapshot.
+fn values(
+    snapshot: Vec<(
+        CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    )>,
+) -> Vec<(MetricKind, String, Vec<(String, String)>, DebugValue)> {
+    snapshot
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let (kind, key) = key.into_parts();
+            let mut labels: Vec<(String, String)> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            (kind, key.name().to_owned(), labels, value)
+        })
+        .collect()
+}
+
+fn counter(
+    values: &[(MetricKind, String, Vec<(String, String)>, DebugValue)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> u64 {
+    let mut wanted: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    wanted.sort();
+    values
+        .iter()
+        .find(|(kind, n, l, _)| *kind == MetricKind::Counter && n == name && *l == wanted)
+        .map_or(0, |(_, _, _, value)| match value {
+            DebugValue::Counter(count) => *count,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+}
+
+#[test]
+fn decisions_cache_and_reloads_are_counted_without_token_labels() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (valid, junk) = metrics::with_local_recorder(&recorder, || {
+        let system = TestSystem::with(|b| b.watch(false));
+        let valid = system.token().build();
+        let junk = system
+            .token()
+            .audience("https://attacker.example/XYZ")
+            .build();
+        for _ in 0..3 {
+            system.auth.verify(&valid).expect("valid token");
+        }
+        assert!(system.auth.verify(&junk).is_err());
+        assert!(
+            system
+                .auth
+                .verify(&system.token().expired().build())
+                .is_err()
+        );
+        system.auth.reload().expect("reload");
+        (valid, junk)
+    });
+    let values = values(snapshotter.snapshot().into_vec());
+    let requests = "zitadel_system_auth_requests_total";
+    assert_eq!(counter(&values, requests, &[("outcome", "accepted")]), 3);
+    assert_eq!(
+        counter(
+            &values,
+            requests,
+            &[("outcome", "refused"), ("reason", "audience")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &values,
+            requests,
+            &[("outcome", "refused"), ("reason", "expired")]
+        ),
+        1
+    );
+    let cache = "zitadel_system_auth_token_cache_total";
+    assert_eq!(counter(&values, cache, &[("result", "hit")]), 2);
+    assert_eq!(counter(&values, cache, &[("result", "miss")]), 3);
+    assert_eq!(
+        counter(
+            &values,
+            "zitadel_system_auth_reloads_total",
+            &[("outcome", "unchanged")]
+        ),
+        1
+    );
+    let generation = values
+        .iter()
+        .find(|(_, name, _, _)| name == "zitadel_system_auth_registry_generation")
+        .map(|(_, _, _, value)| value);
+    assert_eq!(generation, Some(&DebugValue::Gauge(1.0.into())));
+    assert!(
+        values
+            .iter()
+            .any(|(_, name, _, _)| name == "zitadel_system_auth_seconds_since_last_good_reload")
+    );
+    // No label value comes from a token.
+    for (_, name, labels, _) in &values {
+        for (_, value) in labels {
+            assert!(
+                !valid.contains(value.as_str()) || value.len() < 3,
+                "{name}: {value}"
+            );
+            assert!(
+                !junk.contains(value.as_str()) || value.len() < 3,
+                "{name}: {value}"
+            );
+            assert!(!value.contains("attacker"), "{name}: {value}");
+        }
+    }
+}
