@@ -84,3 +84,8 @@ pub use reload::{ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode};
 pub use role::{RequireRole, RequireRoleLayer};
 pub use user::{InstanceId, MemberType, Membership, SystemUser};
 pub use verify::Algorithm;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
