@@ -224,6 +224,9 @@ impl SystemAuth {
     /// changes are watched, and each user's key fingerprint (and certificate
     /// NotAfter).
     pub fn status(&self) -> Status {
+        // The lock first: a reload swaps the registry while holding it, so the two
+        // read together describe the same reload.
+        let state = self.inner.state();
         let registry = self.inner.registry.load();
         let mut users: Vec<UserStatus> = registry
             .users()
@@ -234,7 +237,6 @@ impl SystemAuth {
             })
             .collect();
         users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-        let state = self.inner.state();
         Status {
             generation: registry.generation(),
             last_reload: state.finished,

@@ -107,6 +107,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
+        if text.trim().is_empty() {
+            // An empty file is a mistake or a write in progress, never "no users".
+            return Err(ConfigError::Yaml {
+                path: Some(path.to_owned()),
+                message: "the config file is empty".to_owned(),
+            });
+        }
         let base = path.parent().filter(|p| !p.as_os_str().is_empty());
         Config::parse(&text, base).map_err(|message| ConfigError::Yaml {
             path: Some(path.to_owned()),
