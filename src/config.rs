@@ -133,7 +133,7 @@ impl Config {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| e.to_string())?
+            serde_yaml::from_str(text).map_err(|e| without_values(&e.to_string()))?
         };
         let mut config = Config::default();
         if let Some(domain) = raw.domain {
@@ -379,9 +379,56 @@ fn parse_bool(text: &str) -> Option<bool> {
 
 fn parse_users_json(json: &str) -> Result<Vec<RawUser>, String> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let users = Users::deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
+    let users = Users::deserialize(&mut de).map_err(|e| without_values(&e.to_string()))?;
+    de.end().map_err(|e| without_values(&e.to_string()))?;
     Ok(users.0)
+}
+
+/// Removes the string values serde quotes in its errors (`invalid type: string
+/// "..."`): a value in the wrong place may be key material, and error messages are
+/// logged.
+fn without_values(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(QUOTED) {
+        out.push_str(&rest[..start]);
+        out.push_str("a string");
+        let value = &rest[start + QUOTED.len()..];
+        // The value is Debug-quoted: skip to the first quote not escaped.
+        let mut escaped = false;
+        let end = value.char_indices().find_map(|(i, c)| match (c, escaped) {
+            ('"', false) => Some(i + 1),
+            ('\\', false) => {
+                escaped = true;
+                None
+            }
+            _ => {
+                escaped = false;
+                None
+            }
+        });
+        rest = match end {
+            Some(end) => &value[end..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A name from the config, repeated in an error only when it looks like a name.
+pub(crate) fn shown(name: &str) -> String {
+    if !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        format!("`{name}`")
+    } else {
+        format!("({} characters, not shown)", name.chars().count())
+    }
 }
 
 /// Decodes `KeyData`: PEM text as it is, or base64 of it (line breaks and spaces
@@ -675,6 +722,12 @@ impl<'de> Visitor<'de> for Entry<'_> {
             self.id
         )))
     }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawUser, E> {
+        Err(E::custom(format_args!(
+            "system user `{}`: found a plain value where Path or KeyData belongs (did you forget `KeyData:`?)",
+            self.id
+        )))
+    }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawUser, A::Error> {
         let id = self.id;
         let (mut path, mut key_data, mut memberships) = (None, None, None);
@@ -688,7 +741,8 @@ impl<'de> Visitor<'de> for Entry<'_> {
                 }
                 _ => {
                     return Err(de::Error::custom(format_args!(
-                        "system user `{id}`: unknown field `{field}` (expected Path, KeyData or Memberships)"
+                        "system user `{id}`: unknown field {} (expected Path, KeyData or Memberships)",
+                        shown(&field)
                     )));
                 }
             }
@@ -741,7 +795,8 @@ impl<'de> de::Deserialize<'de> for Membership {
                         )?,
                         _ => {
                             return Err(de::Error::custom(format_args!(
-                                "unknown membership field `{field}` (expected MemberType, Roles or AggregateID)"
+                                "unknown membership field {} (expected MemberType, Roles or AggregateID)",
+                                shown(&field)
                             )));
                         }
                     }

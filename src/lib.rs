@@ -76,7 +76,7 @@ pub mod testing;
 pub mod user;
 pub mod verify;
 
-pub use auth::{SystemAuth, SystemAuthBuilder};
+pub use auth::{REFUSAL_LOGS_PER_SECOND, SystemAuth, SystemAuthBuilder};
 pub use config::Config;
 pub use error::{AuthError, ConfigError, KeyError};
 pub use layer::{SystemAuthLayer, SystemAuthService};

@@ -91,10 +91,12 @@ impl MemberType {
             "iam" => Ok(MemberType::Iam),
             "organization" => Ok(MemberType::Organization),
             "project" | "projectgrant" | "unspecified" => Err(format!(
-                "membership type `{name}` is not supported for system users (use System, IAM or Organization)"
+                "membership type {} is not supported for system users (use System, IAM or Organization)",
+                crate::config::shown(name)
             )),
             _ => Err(format!(
-                "unknown membership type `{name}` (use System, IAM or Organization)"
+                "unknown membership type {} (use System, IAM or Organization)",
+                crate::config::shown(name)
             )),
         }
     }
