@@ -141,6 +141,13 @@ impl TestKey {
             URL_SAFE_NO_PAD.encode(header_json),
             URL_SAFE_NO_PAD.encode(payload_json)
         );
+        let signature = self.sign_input(algorithm, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The raw signature over exactly `input` (any bytes, e.g. a hand-made
+    /// `header.payload` that is not base64url).
+    pub fn sign_input(&self, algorithm: Algorithm, input: &[u8]) -> Vec<u8> {
         let padding: &'static dyn signature::RsaEncoding = match algorithm {
             Algorithm::RS256 => &signature::RSA_PKCS1_SHA256,
             Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,
@@ -149,12 +156,12 @@ impl TestKey {
             Algorithm::PS384 => &signature::RSA_PSS_SHA384,
             Algorithm::PS512 => &signature::RSA_PSS_SHA512,
         };
-        let mut sig = vec![0; self.pair.public_modulus_len()];
+        let mut signature = vec![0; self.pair.public_modulus_len()];
         #[allow(clippy::expect_used)]
         self.pair
-            .sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig)
+            .sign(padding, &SystemRandom::new(), input, &mut signature)
             .expect("aws-lc-rs signs with a generated key");
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        signature
     }
 }
 

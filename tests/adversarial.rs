@@ -21,7 +21,7 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use aws_lc_rs::{hmac, rand::SystemRandom, rsa::KeyPair as RsaKeyPair, signature};
+use aws_lc_rs::hmac;
 use axum::{
     Router,
     body::Body,
@@ -423,29 +423,11 @@ fn signed_with(changes: &[(&str, Option<&str>)]) -> String {
     signed(&claims_with(changes))
 }
 
-/// A raw RSA signature by `key` over exactly `input`.
-fn sign_bytes(key: &TestKey, algorithm: Algorithm, input: &[u8]) -> Vec<u8> {
-    let der = pem::parse(key.private_pem()).expect("private PEM");
-    let pair = RsaKeyPair::from_pkcs8(der.contents()).expect("PKCS#8");
-    let padding: &'static dyn signature::RsaEncoding = match algorithm {
-        Algorithm::RS256 => &signature::RSA_PKCS1_SHA256,
-        Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,
-        Algorithm::RS512 => &signature::RSA_PKCS1_SHA512,
-        Algorithm::PS256 => &signature::RSA_PSS_SHA256,
-        Algorithm::PS384 => &signature::RSA_PSS_SHA384,
-        Algorithm::PS512 => &signature::RSA_PSS_SHA512,
-    };
-    let mut sig = vec![0; pair.public_modulus_len()];
-    pair.sign(padding, &SystemRandom::new(), input, &mut sig)
-        .expect("sign");
-    sig
-}
-
 /// `h.p.s` where `s` is the user's RS256 signature over exactly `h.p`, whatever the
 /// two segments hold: the only defect of such a token is in `h` or `p`.
 fn compact(header_segment: &str, payload_segment: &str) -> String {
     let input = format!("{header_segment}.{payload_segment}");
-    let sig = sign_bytes(&keys().user, Algorithm::RS256, input.as_bytes());
+    let sig = keys().user.sign_input(Algorithm::RS256, input.as_bytes());
     format!("{input}.{}", b64(sig))
 }
 
@@ -1495,7 +1477,7 @@ async fn algorithm_cases() {
     // the payload bytes themselves.
     let unencoded_sig = |header: &str| {
         let input = [format!("{}.", b64(header)).as_bytes(), claims.as_bytes()].concat();
-        let sig = sign_bytes(&k.user, Algorithm::RS256, &input);
+        let sig = k.user.sign_input(Algorithm::RS256, &input);
         format!("{}.{}.{}", b64(header), b64(&claims), b64(sig))
     };
     let b64_false = r#"{"alg":"RS256","b64":false}"#;
@@ -1721,7 +1703,7 @@ async fn algorithm_cases() {
                     claims.as_bytes(),
                 ]
                 .concat();
-                let sig = sign_bytes(&k.user, Algorithm::RS256, &input);
+                let sig = k.user.sign_input(Algorithm::RS256, &input);
                 format!("{}.{claims}.{}", b64(b64_false_crit), b64(sig))
             },
             malformed(Malformed::Segments),
@@ -2039,13 +2021,12 @@ async fn signature_cases() {
         ),
         bearer(
             "signature over the payload alone",
-            &with_sig(&sign_bytes(&k.user, Algorithm::RS256, p.as_bytes())),
+            &with_sig(&k.user.sign_input(Algorithm::RS256, p.as_bytes())),
             invalid_sig(),
         ),
         bearer(
             "signature over the decoded JSON",
-            &with_sig(&sign_bytes(
-                &k.user,
+            &with_sig(&k.user.sign_input(
                 Algorithm::RS256,
                 format!("{HEADER}.{}", claims_with(&[])).as_bytes(),
             )),
