@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use aws_lc_rs::{hmac, signature};
+use aws_lc_rs::hmac;
 use base64::{
     Engine as _, alphabet,
     engine::{
@@ -193,7 +193,7 @@ fn openssl_cli_rs256_token_is_accepted() {
 #[test]
 fn aws_lc_rs_ps256_token_is_accepted() {
     let token = key().sign_raw_with(
-        &signature::RSA_PSS_SHA256,
+        Algorithm::PS256,
         r#"{"alg":"PS256","typ":"JWT"}"#,
         &valid().to_string(),
     );
@@ -1201,14 +1201,14 @@ fn rs384_and_rs512_need_to_be_allowed() {
 fn alg_must_match_the_signature() {
     // A PS256 header over an RS256 signature.
     let token = key().sign_raw_with(
-        &signature::RSA_PKCS1_SHA256,
+        Algorithm::RS256,
         r#"{"alg":"PS256","typ":"JWT"}"#,
         &valid().to_string(),
     );
     assert_eq!(refused(auth().verify(&token)), AuthError::InvalidSignature);
     // An RS256 header over a PS256 signature.
     let token = key().sign_raw_with(
-        &signature::RSA_PSS_SHA256,
+        Algorithm::PS256,
         r#"{"alg":"RS256","typ":"JWT"}"#,
         &valid().to_string(),
     );

@@ -10,12 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use aws_lc_rs::{
-    encoding::{AsDer, Pkcs8V1Der},
-    rand::SystemRandom,
-    rsa::{KeyPair as RsaKeyPair, KeySize},
-    signature::{self, KeyPair as _},
-};
+use aws_lc_rs::rsa::KeySize;
 use axum::{
     Router,
     body::Body,
@@ -24,19 +19,21 @@ use axum::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
+use zitadel_system_auth::{Algorithm, testing};
 
 /// The audience the default test config expects.
 pub const AUD: &str = "https://custom-domain.com";
 /// The user id of the default test config.
 pub const USER: &str = "system-user-1";
 
-/// An RSA key pair written to a folder that lives as long as the test process.
+/// An RSA key pair (from the crate's `testing` helpers) written to a folder that
+/// lives as long as the test process.
 pub struct TestKey {
     pub private_pem: String,
     pub public_pem: String,
     pub private_path: PathBuf,
     pub public_path: PathBuf,
-    pair: RsaKeyPair,
+    key: testing::TestKey,
 }
 
 fn key_dir() -> &'static Path {
@@ -53,56 +50,36 @@ impl TestKey {
 
     /// Generates a key pair of the given size.
     pub fn generate_bits(name: &str, size: KeySize) -> TestKey {
-        let pair = RsaKeyPair::generate(size).expect("generate RSA key");
-        let private_der = AsDer::<Pkcs8V1Der>::as_der(&pair).expect("pkcs8");
-        let public_der = pair.public_key().as_der().expect("spki");
-        let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", private_der.as_ref().to_vec()));
-        let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref().to_vec()));
-        let private_path = key_dir().join(format!("{name}.pem"));
-        let public_path = key_dir().join(format!("{name}.pub"));
-        std::fs::write(&private_path, &private_pem).expect("write private key");
-        std::fs::write(&public_path, &public_pem).expect("write public key");
+        let key = testing::TestKey::generate_size(size);
+        let public_path = key.write(key_dir(), name).expect("write the key pair");
         TestKey {
-            private_pem,
-            public_pem,
-            private_path,
+            private_pem: key.private_pem().to_owned(),
+            public_pem: key.public_pem().to_owned(),
+            private_path: key_dir().join(format!("{name}.pem")),
             public_path,
-            pair,
+            key,
         }
     }
 
     /// The public key's SubjectPublicKeyInfo DER.
     pub fn public_der(&self) -> Vec<u8> {
-        self.pair
-            .public_key()
-            .as_der()
-            .expect("spki")
-            .as_ref()
-            .to_vec()
+        self.key.public_der()
     }
 
     /// Signs `header.payload` (both JSON texts, taken byte for byte) with RS256.
     pub fn sign_raw(&self, header_json: &str, payload_json: &str) -> String {
-        self.sign_raw_with(&signature::RSA_PKCS1_SHA256, header_json, payload_json)
+        self.key
+            .sign_raw(Algorithm::RS256, header_json, payload_json)
     }
 
-    /// Signs `header.payload` with the given padding (e.g. `RSA_PSS_SHA256`).
+    /// Signs `header.payload` with `algorithm`'s padding and hash, whatever the header says.
     pub fn sign_raw_with(
         &self,
-        padding: &'static dyn signature::RsaEncoding,
+        algorithm: Algorithm,
         header_json: &str,
         payload_json: &str,
     ) -> String {
-        let input = format!(
-            "{}.{}",
-            b64(header_json.as_bytes()),
-            b64(payload_json.as_bytes())
-        );
-        let mut sig = vec![0; self.pair.public_modulus_len()];
-        self.pair
-            .sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig)
-            .expect("sign");
-        format!("{input}.{}", b64(&sig))
+        self.key.sign_raw(algorithm, header_json, payload_json)
     }
 
     /// Signs claims with jsonwebtoken (an independent JWT encoder).
