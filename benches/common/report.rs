@@ -1,0 +1,528 @@
+//! Reads criterion's results for the `verify` bench cases and checks the targets.
+//!
+//! Shared by `benches/verify.rs` (which prints this after its run) and
+//! `examples/bench_chart.rs` (which also draws the chart). Criterion keeps the
+//! last run of each case in `<criterion dir>/<case>/new/estimates.json`; the mean's
+//! point estimate there is the time per operation in nanoseconds.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+/// What a case is, for the chart's colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The RSA operation alone.
+    Floor,
+    /// This crate.
+    Ours,
+    /// This crate refusing a token before any RSA.
+    Refusal,
+    /// The bare Router, no authentication.
+    Baseline,
+    /// jwt-authorizer, for comparison.
+    Other,
+}
+
+/// One case of `benches/verify.rs`.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// The criterion benchmark id (also its folder name).
+    pub name: &'static str,
+    /// How many threads ran it at once; its time is wall time / (threads × N).
+    pub threads: u32,
+    pub kind: Kind,
+    /// What it measures, in a few words.
+    pub what: &'static str,
+}
+
+const fn case(name: &'static str, threads: u32, kind: Kind, what: &'static str) -> Case {
+    Case {
+        name,
+        threads,
+        kind,
+        what,
+    }
+}
+
+/// Every case, in the order of the bench, the table and the chart.
+pub const CASES: &[Case] = &[
+    case(
+        "floor",
+        1,
+        Kind::Floor,
+        "aws-lc-rs verify_sig, key parsed once",
+    ),
+    case(
+        "verify_uncached",
+        1,
+        Kind::Ours,
+        "SystemAuth::verify, cache off",
+    ),
+    case(
+        "verify_cached",
+        1,
+        Kind::Ours,
+        "SystemAuth::verify, cache on, same token",
+    ),
+    case(
+        "layer_uncached",
+        1,
+        Kind::Ours,
+        "Router + layer, oneshot, cache off",
+    ),
+    case(
+        "layer_cached",
+        1,
+        Kind::Ours,
+        "Router + layer, oneshot, cache on",
+    ),
+    case(
+        "router_no_layer",
+        1,
+        Kind::Baseline,
+        "the same Router, no auth layer",
+    ),
+    case(
+        "jwt_authorizer_layer",
+        1,
+        Kind::Other,
+        "jwt-authorizer 0.15 on an axum 0.7 Router",
+    ),
+    case(
+        "refuse_malformed",
+        1,
+        Kind::Refusal,
+        "verify(\"abc.def\"), cache off",
+    ),
+    case(
+        "refuse_wrong_aud",
+        1,
+        Kind::Refusal,
+        "signed token, wrong aud, cache off",
+    ),
+    case(
+        "refuse_expired",
+        1,
+        Kind::Refusal,
+        "signed token, expired, cache off",
+    ),
+    case(
+        "refuse_unknown_user",
+        1,
+        Kind::Refusal,
+        "signed token, unknown iss/sub, cache off",
+    ),
+    case(
+        "verify_uncached_1_user",
+        1,
+        Kind::Ours,
+        "verify, cache off, 1 configured user",
+    ),
+    case(
+        "verify_uncached_10000_users",
+        1,
+        Kind::Ours,
+        "verify, cache off, 10,000 users",
+    ),
+    case(
+        "floor_1_thread",
+        1,
+        Kind::Floor,
+        "floor, 1 thread (thread harness)",
+    ),
+    case(
+        "floor_2_threads",
+        2,
+        Kind::Floor,
+        "floor, 2 threads at once",
+    ),
+    case(
+        "verify_uncached_1_thread",
+        1,
+        Kind::Ours,
+        "verify uncached, 1 thread (thread harness)",
+    ),
+    case(
+        "verify_uncached_2_threads",
+        2,
+        Kind::Ours,
+        "verify uncached, 2 threads at once",
+    ),
+    case(
+        "layer_cached_1_thread",
+        1,
+        Kind::Ours,
+        "layer cached, 1 thread (thread harness)",
+    ),
+    case(
+        "layer_cached_2_threads",
+        2,
+        Kind::Ours,
+        "layer cached, 2 threads at once",
+    ),
+];
+
+/// Where criterion writes: `$CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`,
+/// else this package's `target/criterion` (criterion's own order, without asking
+/// `cargo metadata`).
+pub fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion")
+}
+
+/// The file in the criterion folder where `benches/verify.rs` notes the clock of
+/// its last run (`wall` or `cpu`, see `BENCH_CLOCK`).
+pub const CLOCK_FILE: &str = "verify-clock.txt";
+
+/// The clock of the last `verify` run, `wall` when not noted.
+pub fn clock(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(CLOCK_FILE))
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_else(|_| "wall".to_owned())
+}
+
+/// One case's result.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    /// Mean time per operation, in nanoseconds.
+    pub mean_ns: f64,
+    /// When criterion wrote it.
+    pub written: SystemTime,
+}
+
+/// Reads every case of [`CASES`] that has a result in `dir`.
+pub fn load(dir: &Path) -> BTreeMap<&'static str, Estimate> {
+    let mut found = BTreeMap::new();
+    for case in CASES {
+        let path = dir.join(case.name).join("new/estimates.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+            eprintln!("cannot parse {}", path.display());
+            continue;
+        };
+        let Some(mean_ns) = json["mean"]["point_estimate"].as_f64() else {
+            eprintln!("no mean.point_estimate in {}", path.display());
+            continue;
+        };
+        let written = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        found.insert(case.name, Estimate { mean_ns, written });
+    }
+    found
+}
+
+/// `12.3 µs`, `456 ns`.
+pub fn format_time(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// `54.1k`, `1.23M`.
+pub fn format_rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2}M", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.1}k", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0}")
+    }
+}
+
+/// Operations per second per core: a case on `threads` threads reports wall time /
+/// (threads × N) per operation, so one core did 1 / (time × threads) per second.
+pub fn per_core_rate(case: &Case, estimate: &Estimate) -> f64 {
+    1e9 / (estimate.mean_ns * f64::from(case.threads))
+}
+
+/// The Markdown table: case, time per op, ops/s per core, ratio to floor. Results
+/// written before `since` (an earlier run) are marked.
+pub fn markdown_table(
+    estimates: &BTreeMap<&'static str, Estimate>,
+    since: Option<SystemTime>,
+) -> String {
+    let floor = estimates.get("floor").map(|e| e.mean_ns);
+    let mut out = String::new();
+    out.push_str("| case | what | time per op | ops/s per core | ratio to floor |\n");
+    out.push_str("| --- | --- | ---: | ---: | ---: |\n");
+    for case in CASES {
+        let Some(estimate) = estimates.get(case.name) else {
+            continue;
+        };
+        let stale = since.is_some_and(|since| estimate.written < since);
+        let ratio = floor.map_or("-".to_owned(), |f| format!("{:.3}", estimate.mean_ns / f));
+        let _ = writeln!(
+            out,
+            "| {}{} | {} | {} | {} | {} |",
+            case.name,
+            if stale { " (earlier run)" } else { "" },
+            case.what,
+            format_time(estimate.mean_ns),
+            format_rate(per_core_rate(case, estimate)),
+            ratio,
+        );
+    }
+    out
+}
+
+/// One target and how a run did.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The target, e.g. `verify_uncached / floor ≤ 1.10`.
+    pub label: &'static str,
+    /// The measured ratio, when its cases were measured.
+    pub value: Option<f64>,
+    pub limit: f64,
+    /// `value ≥ limit` passes (else `value ≤ limit`).
+    pub at_least: bool,
+    /// More about the measurement, e.g. the two scalings compared.
+    pub detail: String,
+}
+
+impl Target {
+    pub fn pass(&self) -> Option<bool> {
+        self.value.map(|v| {
+            if self.at_least {
+                v >= self.limit
+            } else {
+                v <= self.limit
+            }
+        })
+    }
+}
+
+/// The targets, from the time per operation of each case (`time(name)` in ns);
+/// a target whose cases are missing has no value.
+pub fn targets(time: impl Fn(&str) -> Option<f64>) -> Vec<Target> {
+    let ratio = |a: &str, b: &str| time(a).zip(time(b)).map(|(a, b)| a / b);
+    let target = |label, value, limit, at_least| Target {
+        label,
+        value,
+        limit,
+        at_least,
+        detail: String::new(),
+    };
+    let mut out = vec![
+        target(
+            "verify_uncached / floor ≤ 1.10",
+            ratio("verify_uncached", "floor"),
+            1.10,
+            false,
+        ),
+        target(
+            "layer_uncached / floor ≤ 1.15",
+            ratio("layer_uncached", "floor"),
+            1.15,
+            false,
+        ),
+        target(
+            "(layer_cached − router_no_layer) / floor ≤ 1/50",
+            time("layer_cached")
+                .zip(time("router_no_layer"))
+                .zip(time("floor"))
+                .map(|((l, r), f)| (l - r) / f),
+            1.0 / 50.0,
+            false,
+        ),
+        target(
+            "refuse_malformed / floor ≤ 1/10",
+            ratio("refuse_malformed", "floor"),
+            0.10,
+            false,
+        ),
+        target(
+            "refuse_wrong_aud / floor ≤ 1/10",
+            ratio("refuse_wrong_aud", "floor"),
+            0.10,
+            false,
+        ),
+        target(
+            "refuse_expired / floor ≤ 1/10",
+            ratio("refuse_expired", "floor"),
+            0.10,
+            false,
+        ),
+        target(
+            "refuse_unknown_user / floor ≤ 1/10",
+            ratio("refuse_unknown_user", "floor"),
+            0.10,
+            false,
+        ),
+        target(
+            "verify_uncached_10000_users / verify_uncached_1_user ≤ 1.05",
+            ratio("verify_uncached_10000_users", "verify_uncached_1_user"),
+            1.05,
+            false,
+        ),
+        target(
+            "jwt_authorizer_layer / layer_uncached ≥ 1.3",
+            ratio("jwt_authorizer_layer", "layer_uncached"),
+            1.3,
+            true,
+        ),
+        target(
+            "jwt_authorizer_layer / layer_cached ≥ 20",
+            ratio("jwt_authorizer_layer", "layer_cached"),
+            20.0,
+            true,
+        ),
+    ];
+    // Scaling = 1-thread time per op / 2-thread time per op (2.0 is perfect).
+    let floor_scaling = ratio("floor_1_thread", "floor_2_threads");
+    for (label, one, two) in [
+        (
+            "verify_uncached 2-thread scaling / floor's ≥ 0.95",
+            "verify_uncached_1_thread",
+            "verify_uncached_2_threads",
+        ),
+        (
+            "layer_cached 2-thread scaling / floor's ≥ 0.95",
+            "layer_cached_1_thread",
+            "layer_cached_2_threads",
+        ),
+    ] {
+        let scaling = ratio(one, two);
+        let mut t = target(
+            label,
+            scaling.zip(floor_scaling).map(|(s, f)| s / f),
+            0.95,
+            true,
+        );
+        if let Some((s, f)) = scaling.zip(floor_scaling) {
+            t.detail = format!("{s:.2}× vs floor {f:.2}×");
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// The targets for criterion's results.
+pub fn verdicts(estimates: &BTreeMap<&'static str, Estimate>) -> Vec<Target> {
+    targets(|name| estimates.get(name).map(|e| e.mean_ns))
+}
+
+fn result(pass: Option<bool>) -> &'static str {
+    match pass {
+        Some(true) => "PASS",
+        Some(false) => "FAIL",
+        None => "-",
+    }
+}
+
+/// The targets as a Markdown table.
+pub fn verdict_table(targets: &[Target]) -> String {
+    let mut out = String::new();
+    out.push_str("| target | measured | result | detail |\n| --- | ---: | --- | --- |\n");
+    for t in targets {
+        let measured = t
+            .value
+            .map_or("not measured".to_owned(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            t.label,
+            measured,
+            result(t.pass()),
+            t.detail
+        );
+    }
+    out
+}
+
+/// The interleaved pass's table: each case's median time per op over the rounds,
+/// then each target checked in every round, with the median, the lowest and the
+/// highest value and how many rounds passed.
+pub fn interleaved_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
+    fn median(mut values: Vec<f64>) -> f64 {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        }
+    }
+    let mut out = String::new();
+    out.push_str("| case | median time per op | ops/s per core |\n| --- | ---: | ---: |\n");
+    for case in CASES {
+        let times: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r.get(case.name).copied())
+            .collect();
+        if times.is_empty() {
+            continue;
+        }
+        let t = median(times);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            case.name,
+            format_time(t),
+            format_rate(1e9 / (t * f64::from(case.threads)))
+        );
+    }
+    out.push_str("\n| target (interleaved) | median | min | max | rounds passed | result |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
+    let per_round: Vec<Vec<Target>> = rounds
+        .iter()
+        .map(|r| targets(|name| r.get(name).copied()))
+        .collect();
+    let Some(first) = per_round.first() else {
+        return out;
+    };
+    for (i, target) in first.iter().enumerate() {
+        let values: Vec<f64> = per_round.iter().filter_map(|ts| ts[i].value).collect();
+        if values.is_empty() {
+            let _ = writeln!(out, "| {} | not measured | | | | - |", target.label);
+            continue;
+        }
+        let passed = per_round
+            .iter()
+            .filter(|ts| ts[i].pass() == Some(true))
+            .count();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total = values.len();
+        let median = Target {
+            value: Some(median(values)),
+            ..target.clone()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} | {min:.3} | {max:.3} | {passed}/{total} | {} |",
+            target.label,
+            median.value.unwrap_or(f64::NAN),
+            result(median.pass()),
+        );
+    }
+    out
+}
+
+/// Prints both tables for the results in `dir`.
+pub fn print_report(dir: &Path, since: Option<SystemTime>) {
+    let estimates = load(dir);
+    if estimates.is_empty() {
+        println!("no results under {}", dir.display());
+        return;
+    }
+    println!("\nResults from {}:\n", dir.display());
+    println!("{}", markdown_table(&estimates, since));
+    println!("{}", verdict_table(&verdicts(&estimates)));
+}

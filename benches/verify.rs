@@ -1,0 +1,653 @@
+//! What a request costs: this crate against the RSA operation it cannot avoid, and
+//! against jwt-authorizer, in one run so that the ratios hold on a noisy machine.
+//!
+//! `cargo bench --bench verify` runs every case with criterion (about 2 minutes on
+//! 2 cores), then prints a Markdown table and each target with PASS or FAIL (read
+//! back from criterion's results: the mean time per operation), then runs an
+//! interleaved pass and prints the targets again from it (see `interleave`): every
+//! case for ~20 ms in turn, 30 rounds, the targets checked in each round and the
+//! median reported. Cases measured minutes apart by criterion can see a different
+//! machine load; the interleaved ratios are the ones to trust on a busy machine.
+//! `BENCH_INTERLEAVED_ROUNDS=N` sets the rounds (0 skips the pass).
+//!
+//! `BENCH_CLOCK=cpu` times every case with the measuring threads' CPU time instead
+//! of wall time (see `Clock`): on a machine busy with other work this removes most
+//! of the noise, but the 2-thread cases then show CPU cost only (see `on_threads`).
+//! Criterion keeps one result per case, so don't mix clocks between the runs a
+//! report or chart is made from.
+//!
+//! A filter runs some cases only: `cargo bench --bench verify -- floor
+//! verify_uncached`; the report then marks results that come from an earlier run,
+//! and the interleaved pass is skipped unless `BENCH_INTERLEAVED_ROUNDS` asks for
+//! it. `cargo run --release --example bench_chart` draws `docs/bench.png` from
+//! criterion's results and prints the tables again.
+//!
+//! The cases (see `common/report.rs` for the list and the targets):
+//! - `floor`: aws-lc-rs `verify_sig` over the token's signing input with a key
+//!   parsed once and the signature already decoded: the one RSA operation.
+//! - `verify_uncached`, `verify_cached`: `SystemAuth::verify` with the cache off,
+//!   and on with the same token again and again.
+//! - `layer_uncached`, `layer_cached`, `router_no_layer`, `jwt_authorizer_layer`:
+//!   `GET /` with an `Authorization` header through a Router with `oneshot`, on a
+//!   current-thread tokio runtime (one `block_on` around the whole timed loop; the
+//!   Router is cloned and the request built in every iteration).
+//! - `refuse_*`: tokens that must be refused before any RSA (cache off).
+//! - `verify_uncached_1_user`, `verify_uncached_10000_users`: the registry's size.
+//! - `*_1_thread`, `*_2_threads`: the same operation on 1 or 2 threads at once.
+
+mod common;
+#[path = "common/report.rs"]
+mod report;
+
+use std::{
+    collections::BTreeMap,
+    hint::black_box,
+    sync::{Barrier, OnceLock},
+    time::{Duration, Instant, SystemTime},
+};
+
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode, header::AUTHORIZATION},
+    routing::get,
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use criterion::Criterion;
+use tokio::runtime::Runtime;
+use tower::ServiceExt as _;
+use zitadel_system_auth::{
+    AuthError, SystemAuth,
+    error::{AudienceHint, Malformed},
+};
+
+use common::{AUD, BenchKey, USER};
+
+/// Everything the cases share, made once before any timing.
+struct Fixture {
+    key: BenchKey,
+    /// A valid token for `system-user-1`.
+    token: String,
+    /// `Bearer <token>`.
+    bearer: String,
+    /// `header.payload` of `token`, and its decoded signature.
+    signing_input: Vec<u8>,
+    signature: Vec<u8>,
+    wrong_aud: String,
+    expired: String,
+    unknown_user: String,
+    /// A valid token for `system-user-5000` (for the 10,000-user registry).
+    token_user_5000: String,
+    /// Holds the key file of the 10,000-user config.
+    _dir: tempfile::TempDir,
+    auth_uncached: SystemAuth,
+    auth_cached: SystemAuth,
+    auth_10000_users: SystemAuth,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let key = BenchKey::generate();
+        let token = key.rs256(&common::claims(USER, AUD));
+        let now = common::now();
+        let wrong_aud = key.rs256(&common::claims(USER, "https://other-domain.com"));
+        let expired = key.rs256(&serde_json::json!({
+            "iss": USER, "sub": USER, "aud": AUD, "iat": now - 7200, "exp": now - 3600,
+        }));
+        let unknown_user = key.rs256(&common::claims("system-user-unknown", AUD));
+        let token_user_5000 = key.rs256(&common::claims("system-user-5000", AUD));
+        let (signing_input, signature) = token.rsplit_once('.').expect("three parts");
+        let signing_input = signing_input.as_bytes().to_vec();
+        let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+
+        let one_user = common::config_with_key_data(USER, &key);
+        let build = |yaml: &str, cache: bool| {
+            SystemAuth::builder()
+                .config_yaml(yaml)
+                .token_cache(cache)
+                .watch(false)
+                .build()
+                .expect("config loads")
+        };
+        let auth_uncached = build(&one_user, false);
+        let auth_cached = build(&one_user, true);
+
+        // 10,000 users sharing one key file, and `SystemAPIUsers` as one mapping
+        // (the list form parses in quadratic time, see benches/reload.rs), so the
+        // setup stays quick: each user still gets its own entry and parsed key.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let shared = dir.path().join("shared.pub");
+        std::fs::write(&shared, &key.public_pem).expect("write key");
+        let started = Instant::now();
+        let many = common::config_with_paths_map(
+            (0..10_000).map(|i| (format!("system-user-{i}"), shared.as_path())),
+        );
+        let auth_10000_users = build(&many, false);
+        assert_eq!(auth_10000_users.user_ids().len(), 10_000);
+        eprintln!(
+            "token: {} bytes; 10,000-user registry built in {:.2?}",
+            token.len(),
+            started.elapsed()
+        );
+
+        Fixture {
+            bearer: format!("Bearer {token}"),
+            key,
+            token,
+            signing_input,
+            signature,
+            wrong_aud,
+            expired,
+            unknown_user,
+            token_user_5000,
+            _dir: dir,
+            auth_uncached,
+            auth_cached,
+            auth_10000_users,
+        }
+    }
+
+    /// The key parsed once, as `floor` uses it.
+    fn parsed_key(&self) -> ParsedPublicKey {
+        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.key.public_pkcs1_der)
+            .expect("parse key")
+    }
+
+    /// Checks, once, that every case does what its name says.
+    fn check(&self, rt: &Runtime, jwt_authorizer: &axum07::Router) {
+        let key = self.parsed_key();
+        key.verify_sig(&self.signing_input, &self.signature)
+            .expect("floor verifies");
+        for auth in [&self.auth_uncached, &self.auth_cached] {
+            assert_eq!(auth.verify(&self.token).expect("verifies").user_id(), USER);
+        }
+        assert_eq!(
+            self.auth_10000_users
+                .verify(&self.token_user_5000)
+                .expect("user 5000 verifies")
+                .user_id(),
+            "system-user-5000"
+        );
+        let auth = &self.auth_uncached;
+        assert_eq!(
+            auth.verify("abc.def").unwrap_err(),
+            AuthError::Malformed(Malformed::Segments)
+        );
+        assert!(matches!(
+            auth.verify(&self.wrong_aud).unwrap_err(),
+            AuthError::AudienceMismatch {
+                hint: AudienceHint::Other,
+                ..
+            }
+        ));
+        assert_eq!(auth.verify(&self.expired).unwrap_err(), AuthError::Expired);
+        assert_eq!(
+            auth.verify(&self.unknown_user).unwrap_err(),
+            AuthError::UnknownUser
+        );
+        rt.block_on(async {
+            for (app, status) in [
+                (router(Some(&self.auth_uncached)), StatusCode::OK),
+                (router(Some(&self.auth_cached)), StatusCode::OK),
+                (router(None), StatusCode::OK),
+            ] {
+                let response = app.oneshot(self.request()).await.expect("infallible");
+                assert_eq!(response.status(), status);
+            }
+            let response = router(Some(&self.auth_uncached))
+                .oneshot(Request::get("/").body(Body::empty()).expect("request"))
+                .await
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let response = jwt_authorizer
+                .clone()
+                .oneshot(self.request07())
+                .await
+                .expect("infallible");
+            assert_eq!(response.status(), 200, "jwt-authorizer accepts the token");
+            let response = jwt_authorizer
+                .clone()
+                .oneshot(
+                    axum07::http::Request::get("/")
+                        .header(AUTHORIZATION, format!("Bearer {}", self.wrong_aud))
+                        .body(axum07::body::Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("infallible");
+            assert_ne!(response.status(), 200, "jwt-authorizer checks aud");
+        });
+    }
+
+    /// `GET /` with the token, as the layer cases send it (built per iteration).
+    fn request(&self) -> Request<Body> {
+        Request::get("/")
+            .header(AUTHORIZATION, &self.bearer)
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    /// The same request for the axum 0.7 Router.
+    fn request07(&self) -> axum07::http::Request<axum07::body::Body> {
+        axum07::http::Request::get("/")
+            .header(AUTHORIZATION, &self.bearer)
+            .body(axum07::body::Body::empty())
+            .expect("request")
+    }
+}
+
+/// `GET /` answering "ok", behind this crate's layer when `auth` is given.
+fn router(auth: Option<&SystemAuth>) -> Router {
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    match auth {
+        Some(auth) => app.layer(auth.layer()),
+        None => app,
+    }
+}
+
+/// The same Router shape on axum 0.7 behind jwt-authorizer, configured with the same
+/// public key, `aud` checked, `iss` not.
+fn jwt_authorizer_router(rt: &Runtime, public_pem: &str) -> axum07::Router {
+    use jwt_authorizer::{IntoLayer as _, JwtAuthorizer, RegisteredClaims, Validation};
+    let authorizer = rt
+        .block_on(
+            JwtAuthorizer::<RegisteredClaims>::from_rsa_pem_text(public_pem)
+                .validation(Validation::new().aud(&[AUD]))
+                .build(),
+        )
+        .expect("jwt-authorizer builds");
+    axum07::Router::new()
+        .route("/", axum07::routing::get(|| async { "ok" }))
+        .layer(authorizer.into_layer())
+}
+
+fn current_thread_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// What times the cases: wall time (the default), or with `BENCH_CLOCK=cpu` the
+/// CPU time of the measuring thread, which other processes on a busy machine
+/// barely disturb (they take the core away, but that time is not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    Wall,
+    Cpu,
+}
+
+fn clock() -> Clock {
+    static CLOCK: OnceLock<Clock> = OnceLock::new();
+    *CLOCK.get_or_init(|| match std::env::var("BENCH_CLOCK").as_deref() {
+        Ok("cpu") => Clock::Cpu,
+        Ok("wall") | Err(_) => Clock::Wall,
+        Ok(other) => panic!("BENCH_CLOCK={other:?}: use wall or cpu"),
+    })
+}
+
+/// The CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// A start time on [`clock`].
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    Wall(Instant),
+    Cpu(Duration),
+}
+
+impl Timer {
+    fn start() -> Timer {
+        match clock() {
+            Clock::Wall => Timer::Wall(Instant::now()),
+            Clock::Cpu => Timer::Cpu(thread_cpu_time()),
+        }
+    }
+
+    fn elapsed(self) -> Duration {
+        match self {
+            Timer::Wall(start) => start.elapsed(),
+            Timer::Cpu(start) => thread_cpu_time().saturating_sub(start),
+        }
+    }
+}
+
+/// A case: runs its operation `n` times and returns the time that took (what
+/// criterion's `iter_custom` wants). Every case is timed this way, by criterion and
+/// by the interleaved pass alike.
+type Routine<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+/// A loop of `op`, timed.
+fn timed<'a>(mut op: impl FnMut() + 'a) -> Routine<'a> {
+    Box::new(move |n| {
+        let timer = Timer::start();
+        for _ in 0..n {
+            op();
+        }
+        timer.elapsed()
+    })
+}
+
+/// The harness of every Router case: one `block_on` around the timed loop; each
+/// iteration clones the Router, builds the request and sends it with `oneshot`.
+/// (The current-thread runtime runs everything on this thread, so the CPU clock
+/// sees all of it.)
+fn through<'a, S, B>(rt: &'a Runtime, app: S, request: impl Fn() -> B + 'a) -> Routine<'a>
+where
+    S: tower::Service<B, Error = std::convert::Infallible> + Clone + 'a,
+{
+    Box::new(move |n| {
+        rt.block_on(async {
+            let timer = Timer::start();
+            for _ in 0..n {
+                let response = app.clone().oneshot(request()).await;
+                let Ok(response) = response;
+                black_box(response);
+            }
+            timer.elapsed()
+        })
+    })
+}
+
+/// Runs a workload on `threads` threads at once and returns the time per operation
+/// times `iters`, which is what criterion's `iter_custom` wants.
+///
+/// Method (wall clock): each thread first runs `setup` (its own runtime, Router
+/// clone, ...), then all meet at a barrier, and each does `iters` operations. The
+/// wall time is from the earliest thread's start to the latest thread's end.
+/// `threads × iters` operations ran in that time, so the time per operation is
+/// wall / (threads × iters), and we return wall / threads. With 1 thread it is the
+/// plain time per op. Throughput scaling = (1-thread time per op) / (2-thread time
+/// per op): 2.0 is perfect, 1.0 is no gain. The target compares a case's scaling
+/// with the floor's scaling measured in the same way, so that a machine that
+/// cannot give two full cores affects both alike.
+///
+/// With `BENCH_CLOCK=cpu`, each thread's CPU time is summed instead of the wall
+/// time taken, so the time per op is total CPU / (threads × iters) and perfect
+/// scaling reads 1.0: it then shows only what running side by side costs in CPU
+/// (cache lines bouncing between cores, spinning), not waiting on a lock.
+fn on_threads<S, W>(threads: u32, iters: u64, setup: S) -> Duration
+where
+    S: Fn() -> W + Sync,
+    W: FnOnce(u64),
+{
+    let barrier = Barrier::new(threads as usize);
+    let spans: Vec<(Instant, Instant, Duration)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let work = setup();
+                    barrier.wait();
+                    let cpu = thread_cpu_time();
+                    let start = Instant::now();
+                    work(iters);
+                    let end = Instant::now();
+                    (start, end, thread_cpu_time().saturating_sub(cpu))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect()
+    });
+    match clock() {
+        Clock::Wall => {
+            let start = spans.iter().map(|s| s.0).min().expect("a thread");
+            let end = spans.iter().map(|s| s.1).max().expect("a thread");
+            (end - start) / threads
+        }
+        Clock::Cpu => spans.iter().map(|s| s.2).sum::<Duration>() / threads,
+    }
+}
+
+/// Every case of the bench, in the order of `common/report.rs`.
+fn cases<'a>(
+    fx: &'a Fixture,
+    rt: &'a Runtime,
+    jwt_authorizer: &'a axum07::Router,
+) -> Vec<(&'static str, Routine<'a>)> {
+    let mut cases: Vec<(&'static str, Routine<'a>)> = Vec::new();
+
+    // 1. The floor: the RSA operation alone.
+    let key = fx.parsed_key();
+    cases.push((
+        "floor",
+        timed(move || {
+            key.verify_sig(black_box(&fx.signing_input), black_box(&fx.signature))
+                .expect("verifies")
+        }),
+    ));
+
+    // 2. verify, uncached and cached.
+    cases.push((
+        "verify_uncached",
+        timed(|| {
+            black_box(fx.auth_uncached.verify(black_box(&fx.token)).expect("ok"));
+        }),
+    ));
+    cases.push((
+        "verify_cached",
+        timed(|| {
+            black_box(fx.auth_cached.verify(black_box(&fx.token)).expect("ok"));
+        }),
+    ));
+
+    // 3. Through a Router.
+    cases.push((
+        "layer_uncached",
+        through(rt, router(Some(&fx.auth_uncached)), || fx.request()),
+    ));
+    cases.push((
+        "layer_cached",
+        through(rt, router(Some(&fx.auth_cached)), || fx.request()),
+    ));
+    cases.push((
+        "router_no_layer",
+        through(rt, router(None), || fx.request()),
+    ));
+    cases.push((
+        "jwt_authorizer_layer",
+        through(rt, jwt_authorizer.clone(), || fx.request07()),
+    ));
+
+    // 4. Refusals that must not reach RSA.
+    for (name, token) in [
+        ("refuse_malformed", "abc.def"),
+        ("refuse_wrong_aud", fx.wrong_aud.as_str()),
+        ("refuse_expired", fx.expired.as_str()),
+        ("refuse_unknown_user", fx.unknown_user.as_str()),
+    ] {
+        cases.push((
+            name,
+            timed(move || {
+                black_box(fx.auth_uncached.verify(black_box(token)).unwrap_err());
+            }),
+        ));
+    }
+
+    // 5. The registry's size, measured back to back.
+    cases.push((
+        "verify_uncached_1_user",
+        timed(|| {
+            black_box(fx.auth_uncached.verify(black_box(&fx.token)).expect("ok"));
+        }),
+    ));
+    cases.push((
+        "verify_uncached_10000_users",
+        timed(|| {
+            black_box(
+                fx.auth_10000_users
+                    .verify(black_box(&fx.token_user_5000))
+                    .expect("ok"),
+            );
+        }),
+    ));
+
+    // 7. Each workload on 1 thread, then at once on 2, back to back (see
+    // `on_threads`).
+    let threads = [(1, "floor_1_thread"), (2, "floor_2_threads")];
+    for (threads, name) in threads {
+        cases.push((
+            name,
+            Box::new(move |iters| {
+                on_threads(threads, iters, || {
+                    let key = fx.parsed_key();
+                    move |n| {
+                        for _ in 0..n {
+                            key.verify_sig(black_box(&fx.signing_input), black_box(&fx.signature))
+                                .expect("verifies");
+                        }
+                    }
+                })
+            }),
+        ));
+    }
+    let threads = [
+        (1, "verify_uncached_1_thread"),
+        (2, "verify_uncached_2_threads"),
+    ];
+    for (threads, name) in threads {
+        cases.push((
+            name,
+            Box::new(move |iters| {
+                on_threads(threads, iters, || {
+                    move |n| {
+                        for _ in 0..n {
+                            black_box(fx.auth_uncached.verify(black_box(&fx.token)).expect("ok"));
+                        }
+                    }
+                })
+            }),
+        ));
+    }
+    let cached = router(Some(&fx.auth_cached));
+    let threads = [(1, "layer_cached_1_thread"), (2, "layer_cached_2_threads")];
+    for (threads, name) in threads {
+        let cached = cached.clone();
+        cases.push((
+            name,
+            Box::new(move |iters| {
+                on_threads(threads, iters, || {
+                    // Each thread: its own current-thread runtime and Router clone.
+                    let rt = current_thread_runtime();
+                    let app = cached.clone();
+                    move |n| {
+                        rt.block_on(async {
+                            for _ in 0..n {
+                                let Ok(response) = app.clone().oneshot(fx.request()).await;
+                                black_box(response);
+                            }
+                        })
+                    }
+                })
+            }),
+        ));
+    }
+    cases
+}
+
+/// The interleaved pass: every case runs for about `slice` in turn, round after
+/// round (each round starting one case further on), so that a change in the
+/// machine's load hits all cases alike. Returns each round's time per operation by
+/// case; the targets are then checked in every round and the median taken.
+fn interleave(
+    cases: &mut [(&'static str, Routine<'_>)],
+    rounds: usize,
+    slice: Duration,
+) -> Vec<BTreeMap<&'static str, f64>> {
+    // How many operations make one slice, from a short doubling run.
+    let sizes: Vec<u64> = cases
+        .iter_mut()
+        .map(|(_, routine)| {
+            let mut n = 1;
+            loop {
+                let took = routine(n);
+                if took >= slice / 8 || n >= 1 << 30 {
+                    let per_op = took.as_secs_f64() / n as f64;
+                    return ((slice.as_secs_f64() / per_op) as u64).max(1);
+                }
+                n *= 2;
+            }
+        })
+        .collect();
+    let mut results = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mut times = BTreeMap::new();
+        for k in 0..cases.len() {
+            let i = (round + k) % cases.len();
+            let (name, routine) = &mut cases[i];
+            let took = routine(sizes[i]);
+            times.insert(*name, took.as_secs_f64() * 1e9 / sizes[i] as f64);
+        }
+        results.push(times);
+    }
+    results
+}
+
+fn main() {
+    let started = SystemTime::now();
+    let fx = Fixture::new();
+    let rt = current_thread_runtime();
+    let jwt_authorizer = jwt_authorizer_router(&rt, &fx.key.public_pem);
+    fx.check(&rt, &jwt_authorizer);
+    let mut cases = cases(&fx, &rt, &jwt_authorizer);
+    assert_eq!(
+        cases.iter().map(|c| c.0).collect::<Vec<_>>(),
+        report::CASES.iter().map(|c| c.name).collect::<Vec<_>>(),
+        "the cases and report::CASES list the same names in the same order"
+    );
+
+    // With no arguments but cargo's `--bench`: the whole run, then the interleaved
+    // pass. With a filter or any criterion option, criterion alone.
+    let whole_run = std::env::args().skip(1).all(|arg| arg == "--bench");
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(30)
+        // The bootstrap runs single-threaded here (no rayon); 10,000 resamples
+        // keep the analysis to a fraction of a second per case.
+        .nresamples(10_000)
+        .configure_from_args();
+    for (name, routine) in cases.iter_mut() {
+        c.bench_function(name, |b| b.iter_custom(&mut *routine));
+    }
+    c.final_summary();
+    let dir = report::criterion_dir();
+    let clock_name = match clock() {
+        Clock::Wall => "wall",
+        Clock::Cpu => "cpu",
+    };
+    if let Err(error) = std::fs::write(dir.join(report::CLOCK_FILE), clock_name) {
+        eprintln!("cannot note the clock in {}: {error}", dir.display());
+    }
+    report::print_report(&dir, Some(started));
+    if clock() == Clock::Cpu {
+        println!(
+            "Timed with the threads' CPU time (BENCH_CLOCK=cpu): 2-thread scaling reads 1.0 when perfect.\n"
+        );
+    }
+
+    let rounds = std::env::var("BENCH_INTERLEAVED_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if whole_run { 30 } else { 0 });
+    if rounds > 0 {
+        let slice = Duration::from_millis(20);
+        println!(
+            "Interleaved pass: {rounds} rounds, each case ~{slice:?} per round; medians over rounds.\n"
+        );
+        let results = interleave(&mut cases, rounds, slice);
+        println!("{}", report::interleaved_table(&results));
+    }
+}
