@@ -145,22 +145,26 @@ impl SystemAuth {
     /// The returned user's request context holds the builder's instance id, if any,
     /// and no organisation.
     pub fn verify(&self, token: &str) -> Result<SystemUser, AuthError> {
-        let result = self.check(token);
+        let result = self
+            .check(token)
+            .map(|user| user.with_context(self.inner.instance_id.clone(), None));
         self.record(&result);
         result
     }
 
-    /// [`verify`](Self::verify) without the decision's log event.
+    /// [`verify`](Self::verify) without the decision's log event and without a
+    /// request context (the caller sets it).
     pub(crate) fn check(&self, token: &str) -> Result<SystemUser, AuthError> {
         let registry = self.inner.registry.load();
         let verified = self
             .inner
             .verifier
             .verify(token, &registry, &self.inner.metrics)?;
-        Ok(
-            SystemUser::new(verified.identity, verified.issued_at, verified.expires_at)
-                .with_context(self.inner.instance_id.clone(), None),
-        )
+        Ok(SystemUser::new(
+            verified.identity,
+            verified.issued_at,
+            verified.expires_at,
+        ))
     }
 
     /// Logs one decision: an acceptance at debug with the user id, a refusal at info

@@ -648,48 +648,52 @@ impl<'de> de::Deserialize<'de> for Users {
                     .map_err(|e| E::custom(format_args!("the JSON text is invalid: {e}")))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Users, A::Error> {
-                let mut users = Vec::new();
-                while seq.next_element_seed(UserMap(&mut users))?.is_some() {}
-                Ok(Users(users))
+                let mut users = UserMap::default();
+                while seq.next_element_seed(&mut users)?.is_some() {}
+                Ok(Users(users.users))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Users, A::Error> {
-                let mut users = Vec::new();
-                UserMap(&mut users).visit_map(map)?;
-                Ok(Users(users))
+                let mut users = UserMap::default();
+                (&mut users).visit_map(map)?;
+                Ok(Users(users.users))
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// A mapping of user ids to entries, appended to the users seen so far.
-struct UserMap<'a>(&'a mut Vec<RawUser>);
+/// The users read so far; each mapping of user ids to entries adds to them (one
+/// for the map shape, one per list item for the list shape).
+#[derive(Default)]
+struct UserMap {
+    users: Vec<RawUser>,
+    seen: HashSet<String>,
+}
 
-impl<'de> DeserializeSeed<'de> for UserMap<'_> {
+impl<'de> DeserializeSeed<'de> for &mut UserMap {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for UserMap<'_> {
+impl<'de> Visitor<'de> for &mut UserMap {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a mapping of system user ids to {Path|KeyData, Memberships}")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: HashSet<String> = self.0.iter().map(|u| u.id.clone()).collect();
         while let Some(Key(id)) = map.next_key()? {
             if id.is_empty() {
                 return Err(de::Error::custom("a system user id is empty"));
             }
-            if !seen.insert(id.clone()) {
+            if !self.seen.insert(id.clone()) {
                 return Err(de::Error::custom(format_args!(
                     "system user `{id}` is configured twice"
                 )));
             }
             let user = map.next_value_seed(Entry { id: &id })?;
-            self.0.push(user);
+            self.users.push(user);
         }
         Ok(())
     }

@@ -76,6 +76,8 @@ use crate::{
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+const ORG_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(ORG_ID_HEADER);
+
 /// Wraps a service with [`SystemAuthService`]. Made by [`SystemAuth::layer`] and
 /// [`SystemAuth::optional_layer`].
 #[derive(Clone, Debug)]
@@ -137,7 +139,7 @@ impl<S> SystemAuthService<S> {
         };
         let org = request
             .headers()
-            .get(ORG_ID_HEADER)
+            .get(&ORG_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(Arc::from);
@@ -210,9 +212,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     if values.next().is_some() {
         return Err(AuthError::MultipleAuthorizationHeaders);
     }
-    let text = value
-        .to_str()
-        .map_err(|_| AuthError::Malformed(Malformed::HeaderEncoding))?;
+    // A header value holds no control characters, so ASCII here means visible ASCII
+    // (and tabs), as `HeaderValue::to_str` checks, a word at a time rather than a byte.
+    let text = Some(value.as_bytes())
+        .filter(|bytes| bytes.is_ascii())
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .ok_or(AuthError::Malformed(Malformed::HeaderEncoding))?;
     let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::MissingToken);

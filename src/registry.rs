@@ -16,6 +16,8 @@ use crate::{
 pub(crate) struct UserEntry {
     pub identity: Arc<Identity>,
     pub key: Arc<PublicKey>,
+    /// The text the key was read from, so an unchanged key is not parsed again.
+    pub pem: Arc<[u8]>,
 }
 
 /// Every user's key, keyed by user id, and the cache of tokens verified against
@@ -40,12 +42,13 @@ impl Registry {
         let mut users = HashMap::with_capacity(config.users().len());
         let mut problems = Vec::new();
         for user in config.users() {
-            let key = match load_key(user.id(), user.key()) {
-                Ok(key) => Arc::new(key),
+            let last_good = previous.and_then(|p| p.get(user.id()));
+            let (key, pem) = match load_key(user.id(), user.key(), last_good) {
+                Ok(loaded) => loaded,
                 Err(problem) => {
                     problems.push(problem);
-                    match previous.and_then(|p| p.get(user.id())) {
-                        Some(last_good) => last_good.key.clone(),
+                    match last_good {
+                        Some(last_good) => (last_good.key.clone(), last_good.pem.clone()),
                         None => continue,
                     }
                 }
@@ -54,7 +57,7 @@ impl Registry {
                 id: user.id().into(),
                 memberships: user.memberships().into(),
             });
-            users.insert(user.id().into(), UserEntry { identity, key });
+            users.insert(user.id().into(), UserEntry { identity, key, pem });
         }
         let registry = Registry {
             generation,
@@ -97,7 +100,12 @@ impl Registry {
     }
 }
 
-fn load_key(user: &str, source: &KeySource) -> Result<PublicKey, ConfigError> {
+/// Reads a user's key; the last good one is reused when its text is unchanged.
+fn load_key(
+    user: &str,
+    source: &KeySource,
+    last_good: Option<&UserEntry>,
+) -> Result<(Arc<PublicKey>, Arc<[u8]>), ConfigError> {
     let (text, origin) = match source {
         KeySource::Path(path) => {
             let text = std::fs::read(path).map_err(|source| ConfigError::KeyFile {
@@ -112,9 +120,13 @@ fn load_key(user: &str, source: &KeySource) -> Result<PublicKey, ConfigError> {
             KeyOrigin::KeyData,
         ),
     };
-    PublicKey::from_pem(&text).map_err(|source| ConfigError::Key {
+    if let Some(last_good) = last_good.filter(|entry| *entry.pem == *text) {
+        return Ok((last_good.key.clone(), last_good.pem.clone()));
+    }
+    let key = PublicKey::from_pem(&text).map_err(|source| ConfigError::Key {
         user: user.to_owned(),
         origin,
         source,
-    })
+    })?;
+    Ok((Arc::new(key), Arc::from(text.into_owned())))
 }

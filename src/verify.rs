@@ -16,6 +16,7 @@
 //! Nothing before step 7's last part touches RSA, so junk costs little.
 
 use std::{
+    borrow::Cow,
     fmt,
     str::FromStr,
     sync::Arc,
@@ -192,10 +193,14 @@ impl Verifier {
             return Err(AuthError::Malformed(Malformed::Segments));
         };
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        let header = decode(header_b64, Malformed::HeaderBase64)?;
-        let header = Header::parse(&header)?;
-        let payload = decode(payload_b64, Malformed::PayloadBase64)?;
-        let claims = Claims::parse(&payload)?;
+        // Header and payload decoded into one buffer, which the claims borrow from.
+        let mut decoded = Vec::with_capacity(signing_input.len());
+        decode_into(header_b64, &mut decoded, Malformed::HeaderBase64)?;
+        let header_len = decoded.len();
+        decode_into(payload_b64, &mut decoded, Malformed::PayloadBase64)?;
+        let (header, payload) = decoded.split_at(header_len);
+        let header = Header::parse(header)?;
+        let claims = Claims::parse(payload)?;
 
         // 2. Audience.
         let audience = claims.audience()?;
@@ -248,10 +253,21 @@ impl Verifier {
             .alg
             .filter(|alg| self.algorithms & alg.bit() != 0)
             .ok_or(AuthError::AlgorithmNotAllowed)?;
-        let signature = decode(signature_b64, Malformed::SignatureBase64)?;
+        // A signature is never longer than an 8192-bit modulus: decode on the stack.
+        let mut signature = [0; 1024];
+        let signature_len = match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
+            Ok(len) => len,
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                return Err(AuthError::InvalidSignature);
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => {
+                return Err(AuthError::Malformed(Malformed::SignatureBase64));
+            }
+        };
+        let signature = &signature[..signature_len];
         if !user
             .key
-            .verify(algorithm, signing_input.as_bytes(), &signature)
+            .verify(algorithm, signing_input.as_bytes(), signature)
         {
             return Err(AuthError::InvalidSignature);
         }
@@ -313,9 +329,10 @@ pub(crate) fn algorithm_set(algorithms: &[Algorithm]) -> u8 {
     algorithms.iter().fold(0, |set, alg| set | alg.bit())
 }
 
-fn decode(part: &str, what: Malformed) -> Result<Vec<u8>, AuthError> {
+/// Appends the canonical unpadded base64url `part`, decoded, to `out`.
+fn decode_into(part: &str, out: &mut Vec<u8>, what: Malformed) -> Result<(), AuthError> {
     URL_SAFE_NO_PAD
-        .decode(part)
+        .decode_vec(part, out)
         .map_err(|_| AuthError::Malformed(what))
 }
 
@@ -379,8 +396,8 @@ impl Header {
             typ_ok: true,
         };
         let mut has_alg = false;
-        for (name, value) in members.0 {
-            match (&*name, value) {
+        for (name, value) in &members.0 {
+            match (&**name, value) {
                 ("alg", Value::Str(alg)) => {
                     has_alg = true;
                     header.alg = alg.parse().ok();
@@ -399,19 +416,20 @@ impl Header {
     }
 }
 
-/// The registered claims, each as the JSON value it came as.
+/// The registered claims, each as the JSON value it came as, borrowing from the
+/// decoded payload.
 #[derive(Default)]
-struct Claims {
-    iss: Option<Value>,
-    sub: Option<Value>,
-    aud: Option<Value>,
-    exp: Option<Value>,
-    iat: Option<Value>,
-    nbf: Option<Value>,
+struct Claims<'a> {
+    iss: Option<Value<'a>>,
+    sub: Option<Value<'a>>,
+    aud: Option<Value<'a>>,
+    exp: Option<Value<'a>>,
+    iat: Option<Value<'a>>,
+    nbf: Option<Value<'a>>,
 }
 
-impl Claims {
-    fn parse(json: &[u8]) -> Result<Claims, AuthError> {
+impl<'a> Claims<'a> {
+    fn parse(json: &'a [u8]) -> Result<Claims<'a>, AuthError> {
         let members = Members::parse(json, Malformed::PayloadJson)?;
         let mut claims = Claims::default();
         for (name, value) in members.0 {
@@ -429,16 +447,16 @@ impl Claims {
         Ok(claims)
     }
 
-    fn audience(&self) -> Result<Vec<&str>, AuthError> {
+    fn audience(&self) -> Result<&[Text<'a>], AuthError> {
         match &self.aud {
             None => Err(AuthError::MissingClaim(Claim::Aud)),
-            Some(Value::Str(aud)) => Ok(vec![aud]),
-            Some(Value::Strings(auds)) => Ok(auds.iter().map(String::as_str).collect()),
+            Some(Value::Str(aud)) => Ok(std::slice::from_ref(aud)),
+            Some(Value::Strings(auds)) => Ok(auds),
             Some(_) => Err(AuthError::InvalidClaim(Claim::Aud)),
         }
     }
 
-    fn time(&self, claim: Claim, value: &Option<Value>) -> Result<Option<u64>, AuthError> {
+    fn time(&self, claim: Claim, value: &Option<Value<'a>>) -> Result<Option<u64>, AuthError> {
         match value {
             None => Ok(None),
             Some(Value::Time(seconds)) => Ok(Some(*seconds)),
@@ -446,7 +464,7 @@ impl Claims {
         }
     }
 
-    fn string<'c>(&self, claim: Claim, value: &'c Option<Value>) -> Result<&'c str, AuthError> {
+    fn string<'c>(&self, claim: Claim, value: &'c Option<Value<'a>>) -> Result<&'c str, AuthError> {
         match value {
             None => Err(AuthError::MissingClaim(claim)),
             Some(Value::Str(text)) => Ok(text),
@@ -455,10 +473,13 @@ impl Claims {
     }
 }
 
+/// A JSON string, borrowed from the input unless it had escapes.
+type Text<'a> = Cow<'a, str>;
+
 /// A member's value, reduced to what the checks can use.
-enum Value {
-    Str(String),
-    Strings(Vec<String>),
+enum Value<'a> {
+    Str(Text<'a>),
+    Strings(Vec<Text<'a>>),
     /// A number of whole seconds in 0..=9999-12-31 (a fraction is cut off).
     Time(u64),
     /// Anything else: a mistyped or out-of-range value.
@@ -466,10 +487,10 @@ enum Value {
 }
 
 /// The members of a JSON object, in order; duplicate names refuse the object.
-struct Members(Vec<(String, Value)>);
+struct Members<'a>(Vec<(Text<'a>, Value<'a>)>);
 
-impl Members {
-    fn parse(json: &[u8], malformed: Malformed) -> Result<Members, AuthError> {
+impl<'a> Members<'a> {
+    fn parse(json: &'a [u8], malformed: Malformed) -> Result<Members<'a>, AuthError> {
         // JSON is UTF-8 throughout (RFC 8259); serde_json would not check the
         // strings it skips.
         let text = std::str::from_utf8(json).map_err(|_| AuthError::Malformed(malformed))?;
@@ -478,25 +499,36 @@ impl Members {
             .deserialize_map(MembersVisitor)
             .and_then(|members| de.end().map(|()| members))
             .map_err(|_| AuthError::Malformed(malformed))?;
-        let mut names: Vec<&str> = members.0.iter().map(|(name, _)| name.as_str()).collect();
-        names.sort_unstable();
-        if names.windows(2).any(|pair| pair[0] == pair[1]) {
+        if members.has_duplicates() {
             return Err(AuthError::Malformed(Malformed::DuplicateMember));
         }
         Ok(members)
+    }
+
+    fn has_duplicates(&self) -> bool {
+        let names = &self.0;
+        if names.len() <= 16 {
+            return names
+                .iter()
+                .enumerate()
+                .any(|(i, (name, _))| names[..i].iter().any(|(other, _)| other == name));
+        }
+        let mut sorted: Vec<&str> = names.iter().map(|(name, _)| &**name).collect();
+        sorted.sort_unstable();
+        sorted.windows(2).any(|pair| pair[0] == pair[1])
     }
 }
 
 struct MembersVisitor;
 
 impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Members;
+    type Value = Members<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-        let mut members = Vec::new();
-        while let Some(name) = map.next_key::<String>()? {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut members = Vec::with_capacity(8);
+        while let Some(name) = map.next_key_seed(TextSeed)? {
             let value = map.next_value_seed(ValueSeed)?;
             members.push((name, value));
         }
@@ -504,11 +536,34 @@ impl<'de> Visitor<'de> for MembersVisitor {
     }
 }
 
+/// A JSON string, borrowed where it can be.
+struct TextSeed;
+
+impl<'de> DeserializeSeed<'de> for TextSeed {
+    type Value = Text<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text<'de>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TextSeed {
+    type Value = Text<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
 struct ValueSeed;
 
 impl<'de> DeserializeSeed<'de> for ValueSeed {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    type Value = Value<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
         d.deserialize_any(ValueVisitor)
     }
 }
@@ -516,24 +571,24 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
 struct ValueVisitor;
 
 impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
+    type Value = Value<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Str(v.to_owned()))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Value<'de>, E> {
+        Ok(Value::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::Str(v))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value<'de>, E> {
+        Ok(Value::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value<'de>, E> {
         Ok(if v <= MAX_TIME {
             Value::Time(v)
         } else {
             Value::Other
         })
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value<'de>, E> {
         Ok(u64::try_from(v).map_or(Value::Other, |v| {
             if v <= MAX_TIME {
                 Value::Time(v)
@@ -542,20 +597,20 @@ impl<'de> Visitor<'de> for ValueVisitor {
             }
         }))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value<'de>, E> {
         Ok(if v >= 0.0 && v.trunc() <= MAX_TIME as f64 {
             Value::Time(v.trunc() as u64)
         } else {
             Value::Other
         })
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Value, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Value<'de>, E> {
         Ok(Value::Other)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Value<'de>, E> {
         Ok(Value::Other)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
         let mut strings = Vec::new();
         let mut all_strings = true;
         while let Some(item) = seq.next_element_seed(ValueSeed)? {
@@ -570,7 +625,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
             Value::Other
         })
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Value::Other)
     }
