@@ -1,5 +1,5 @@
 //! The demo service shared by the `server` and `quickstart` examples: a stand-in for
-//! ZITADEL's System API with one open and two protected routes, and the signal that
+//! ZITADEL's System API with one open and three protected routes, and the signal that
 //! stops it.
 //!
 //! Included with `#[path = "support/app.rs"] mod app;`.
@@ -17,8 +17,10 @@ use zitadel_system_auth::{SystemAuth, SystemUser};
 /// The one instance the demo service knows (the id from ZITADEL's documentation).
 const INSTANCE_ID: &str = "172698969497928101";
 
-/// The routes: `POST /system/v1/instances/_search` and `GET /whoami` need a system
-/// user token, `GET /healthz` is open. `external_domain` is the domain the instance
+/// The routes: `POST /system/v1/instances/_search`, `GET /whoami` and
+/// `GET /system/healthz` (the same answer as `/healthz`, for load tests that compare
+/// a route with and without the layer) need a system user token, `GET /healthz` is
+/// open. `external_domain` is the domain the instance
 /// search answers with (ZITADEL's `ExternalDomain`).
 ///
 /// The layer is added with `route_layer`, so it runs only for matched routes and
@@ -27,6 +29,7 @@ pub fn router(auth: &SystemAuth, external_domain: &str) -> Router {
     Router::new()
         .route("/system/v1/instances/_search", post(search_instances))
         .route("/whoami", get(whoami))
+        .route("/system/healthz", get(healthz))
         .route_layer(auth.layer())
         .route("/healthz", get(healthz))
         .with_state(Arc::<str>::from(external_domain))
