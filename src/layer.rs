@@ -162,7 +162,6 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let answer = Answer::for_request(&request);
         // A panic while deciding becomes a 500 answer, not a dropped connection.
         let decision = std::panic::catch_unwind(AssertUnwindSafe(|| self.authenticate(&request)))
             .unwrap_or_else(|_| {
@@ -179,7 +178,7 @@ where
                 }
                 ResponseFuture::inner(self.inner.call(request))
             }
-            Err(error) => ResponseFuture::refused(error, answer),
+            Err(error) => ResponseFuture::refused(error, Answer::for_request(&request)),
         }
     }
 }

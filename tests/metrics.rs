@@ -8,15 +8,18 @@ use metrics_util::{
 };
 use zitadel_system_auth::testing::TestSystem;
 
+/// One metric from a snapshot: kind, name, sorted labels, value.
+type Row = (MetricKind, String, Vec<(String, String)>, DebugValue);
+/// A snapshot as `DebuggingRecorder` gives it.
+type Snapshot = Vec<(
+    CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
 /// (kind, name, sorted labels) → value, from a snapshot.
-fn values(
-    snapshot: Vec<(
-        CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )>,
-) -> Vec<(MetricKind, String, Vec<(String, String)>, DebugValue)> {
+fn values(snapshot: Snapshot) -> Vec<Row> {
     snapshot
         .into_iter()
         .map(|(key, _, _, value)| {
@@ -31,11 +34,7 @@ fn values(
         .collect()
 }
 
-fn counter(
-    values: &[(MetricKind, String, Vec<(String, String)>, DebugValue)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
+fn counter(values: &[Row], name: &str, labels: &[(&str, &str)]) -> u64 {
     let mut wanted: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
