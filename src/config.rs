@@ -27,7 +27,7 @@
 
 use std::{
     collections::HashSet,
-    fmt,
+    fmt, io,
     path::{Path, PathBuf},
 };
 
@@ -103,10 +103,15 @@ impl Config {
     /// Reads a config file; a relative key `Path` resolves against the file's folder.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_file(path, MAX_CONFIG_BYTES)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+            })
+            .map_err(|source| ConfigError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         if text.trim().is_empty() {
             // An empty file is a mistake or a write in progress, never "no users".
             return Err(ConfigError::Yaml {
@@ -366,6 +371,34 @@ impl ConfigSource {
             }))
             .collect()
     }
+}
+
+/// The largest config file read (ZITADEL's whole runtime config is far smaller).
+pub(crate) const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest key file read (an 8192-bit certificate is a few KiB).
+pub(crate) const MAX_KEY_BYTES: u64 = 64 * 1024;
+
+/// Reads a regular file of at most `limit` bytes: `/dev/zero`, a FIFO or a huge
+/// file named by mistake is an error, not a hang or an exhausted memory.
+pub(crate) fn read_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Go's `strconv.ParseBool`.

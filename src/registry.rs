@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     cache::TokenCache,
-    config::{Config, KeySource},
+    config::{Config, KeySource, MAX_KEY_BYTES, read_file},
     error::{ConfigError, KeyOrigin},
     key::PublicKey,
     user::Identity,
@@ -108,7 +108,7 @@ fn load_key(
 ) -> Result<(Arc<PublicKey>, Arc<[u8]>), ConfigError> {
     let (text, origin) = match source {
         KeySource::Path(path) => {
-            let text = std::fs::read(path).map_err(|source| ConfigError::KeyFile {
+            let text = read_file(path, MAX_KEY_BYTES).map_err(|source| ConfigError::KeyFile {
                 user: user.to_owned(),
                 path: path.clone(),
                 source,

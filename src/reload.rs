@@ -399,7 +399,7 @@ fn content_digest(files: &[PathBuf]) -> u64 {
     let mut hasher = DefaultHasher::new();
     for file in files {
         file.hash(&mut hasher);
-        match std::fs::read(file) {
+        match crate::config::read_file(file, crate::config::MAX_CONFIG_BYTES) {
             Ok(bytes) => bytes.hash(&mut hasher),
             Err(error) => error.kind().hash(&mut hasher),
         }

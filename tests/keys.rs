@@ -946,3 +946,30 @@ fn from_pem_refusals_match_build_refusals() {
     assert!(!debug.contains(body_line), "{debug}");
     assert!(debug.contains("2048"), "{debug}");
 }
+
+#[test]
+fn a_key_path_that_is_no_regular_file_or_too_large_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.pub");
+    std::fs::write(&big, vec![b'A'; 100 * 1024]).unwrap();
+    for (path, reason) in [
+        (Path::new("/dev/zero").to_path_buf(), "not a regular file"),
+        (dir.path().to_path_buf(), "not a regular file"),
+        (big, "larger than 65536 bytes"),
+    ] {
+        let yaml = format!(
+            "SystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
+            path.display()
+        );
+        let error = SystemAuth::builder()
+            .config_yaml(&yaml)
+            .watch(false)
+            .build()
+            .expect_err("refused");
+        let text = error.to_string();
+        assert!(
+            text.contains("system-user-1") && text.contains(reason),
+            "{text}"
+        );
+    }
+}
