@@ -207,10 +207,11 @@ fn run<T: Reloadable>(target: Weak<T>, state: WatchState) {
     let mut stale = false;
     let mut next_check = Instant::now() + interval;
     loop {
-        let deadline = match burst {
-            Some((first, last)) => (last + debounce).min(first + debounce * 10),
-            None => next_check,
+        let burst_end = |(first, last): (Instant, Instant)| {
+            // Quiet for `debounce`, or at the latest ten of them after the first event.
+            (last + debounce).min(first + debounce * 10)
         };
+        let deadline = burst.map_or(next_check, burst_end);
         match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(result) => {
                 let relevant = match result {
@@ -237,8 +238,7 @@ fn run<T: Reloadable>(target: Weak<T>, state: WatchState) {
             return;
         };
         let now = Instant::now();
-        let burst_over =
-            burst.is_some_and(|(first, last)| now >= (last + debounce).min(first + debounce * 10));
+        let burst_over = burst.is_some_and(|burst| now >= burst_end(burst));
         if burst_over {
             burst = None;
             target.reload_after_change();
