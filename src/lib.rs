@@ -55,8 +55,11 @@
 //!
 //! The modules hold one piece each: [`config`] reads ZITADEL's configuration,
 //! [`key`] the keys, [`verify`] has the checks in ZITADEL's order, [`layer`] and
-//! [`role`] the middleware, [`user`] the extractor, and [`error`] the refusals and
-//! their HTTP answers.
+//! [`role`] the middleware, [`user`] the extractor, [`error`] the refusals and
+//! their HTTP answers, [`reload`] the file watching and the registry's status, and
+//! [`metrics`] what is counted (feature `metrics`). The key registry (an immutable
+//! snapshot behind arc-swap) and the verified-token cache it owns are internal.
+//! The feature `testing` adds the `testing` module: keys, configs and tokens for tests.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
