@@ -3,7 +3,7 @@
 //!
 //! Each registry snapshot owns its own cache, so a reload (a removed user, a replaced
 //! key) starts from an empty one and nothing verified against old keys is served.
-//! A hit still re-checks `exp`, the `iat` age and the key's validity window against
+//! A hit still re-checks `exp`, `iat`, `nbf` and the key's validity window against
 //! the clock. Reads are lock-free (`papaya`), so threads never wait on each other.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::{key::Validity, user::Identity};
 pub(crate) struct CachedToken {
     pub identity: Arc<Identity>,
     pub validity: Option<Validity>,
+    pub not_before: Option<u64>,
     pub issued_at: u64,
     pub expires_at: u64,
 }

@@ -125,6 +125,16 @@ pub(crate) struct Verified {
     pub expires_at: u64,
 }
 
+impl From<&CachedToken> for Verified {
+    fn from(cached: &CachedToken) -> Verified {
+        Verified {
+            identity: cached.identity.clone(),
+            issued_at: cached.issued_at,
+            expires_at: cached.expires_at,
+        }
+    }
+}
+
 impl Verifier {
     /// Runs every check on `token` against the users in `registry`, at the clock's
     /// current time. A token found in the registry's cache only has its times
@@ -144,44 +154,38 @@ impl Verifier {
         let Some(cache) = registry.cache() else {
             return self
                 .verify_uncached(token, registry, now)
-                .map(|(verified, _)| verified);
+                .map(|verified| Verified::from(&verified));
         };
         let hit = cache.get(token, |cached| {
-            self.check_times(now, cached.issued_at, cached.expires_at)?;
-            check_validity(now, cached.validity)?;
-            Ok(Verified {
-                identity: cached.identity.clone(),
-                issued_at: cached.issued_at,
-                expires_at: cached.expires_at,
-            })
+            self.recheck(now, cached)?;
+            Ok(cached.into())
         });
         metrics.cache(hit.is_some());
         if let Some(result) = hit {
             return result;
         }
-        let (verified, validity) = self.verify_uncached(token, registry, now)?;
-        let cached = CachedToken {
-            identity: verified.identity.clone(),
-            validity,
-            issued_at: verified.issued_at,
-            expires_at: verified.expires_at,
-        };
-        cache.insert(token, cached, |cached| {
-            self.check_times(now, cached.issued_at, cached.expires_at)
-                .is_ok()
-                && check_validity(now, cached.validity).is_ok()
-        });
-        Ok(verified)
+        let verified = self.verify_uncached(token, registry, now)?;
+        let result = Verified::from(&verified);
+        cache.insert(token, verified, |cached| self.recheck(now, cached).is_ok());
+        Ok(result)
     }
 
-    /// Every check, in ZITADEL's order; also returns the key's validity window for
-    /// the cache.
+    /// The checks a cached token must pass again: the times, and the key's window.
+    fn recheck(&self, now: i128, cached: &CachedToken) -> Result<(), AuthError> {
+        self.check_expiry(now, cached.expires_at)?;
+        self.check_issued_at(now, cached.issued_at)?;
+        self.check_not_before(now, cached.not_before)?;
+        check_validity(now, cached.validity)
+    }
+
+    /// Every check, in ZITADEL's order; the result holds what a cache hit must
+    /// check again.
     fn verify_uncached(
         &self,
         token: &str,
         registry: &Registry,
         now: i128,
-    ) -> Result<(Verified, Option<Validity>), AuthError> {
+    ) -> Result<CachedToken, AuthError> {
         // 1. Shape.
         if token.is_empty() {
             return Err(AuthError::Malformed(Malformed::EmptyToken));
@@ -224,11 +228,8 @@ impl Verifier {
             .time(Claim::Iat, &claims.iat)?
             .ok_or(AuthError::MissingClaim(Claim::Iat))?;
         self.check_issued_at(now, issued_at)?;
-        if let Some(not_before) = claims.time(Claim::Nbf, &claims.nbf)?
-            && secs(not_before) > now + self.offset()
-        {
-            return Err(AuthError::NotYetValid);
-        }
+        let not_before = claims.time(Claim::Nbf, &claims.nbf)?;
+        self.check_not_before(now, not_before)?;
 
         // 5. The issuer signs for itself.
         let issuer = claims.string(Claim::Iss, &claims.iss)?;
@@ -271,12 +272,13 @@ impl Verifier {
         {
             return Err(AuthError::InvalidSignature);
         }
-        let verified = Verified {
+        Ok(CachedToken {
             identity: user.identity.clone(),
+            validity,
+            not_before,
             issued_at,
             expires_at,
-        };
-        Ok((verified, validity))
+        })
     }
 
     fn offset(&self) -> i128 {
@@ -304,10 +306,14 @@ impl Verifier {
         Ok(())
     }
 
-    /// The checks a cached token must pass again.
-    fn check_times(&self, now: i128, issued_at: u64, expires_at: u64) -> Result<(), AuthError> {
-        self.check_expiry(now, expires_at)?;
-        self.check_issued_at(now, issued_at)
+    /// `nbf`, when present: not after now + offset.
+    fn check_not_before(&self, now: i128, not_before: Option<u64>) -> Result<(), AuthError> {
+        match not_before {
+            Some(not_before) if secs(not_before) > now + self.offset() => {
+                Err(AuthError::NotYetValid)
+            }
+            _ => Ok(()),
+        }
     }
 }
 

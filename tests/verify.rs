@@ -1976,3 +1976,27 @@ fn a_refused_token_stays_refused() {
         assert_eq!(refused(auth.verify(&token)), AuthError::InvalidSignature);
     }
 }
+
+#[test]
+fn a_cached_token_is_checked_again_for_nbf_when_the_clock_moves_back() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+    let now = Arc::new(AtomicU64::new(T + 100));
+    let clock = now.clone();
+    let auth = SystemAuth::builder()
+        .config_yaml(&common::default_config())
+        .watch(false)
+        .clock(move || common::at(clock.load(Ordering::SeqCst), 0))
+        .build()
+        .unwrap();
+    let mut claims = claims(T, T + 3600);
+    claims["nbf"] = json!(T + 50);
+    let token = key().rs256(&claims);
+    ok(auth.verify(&token)); // verified and cached at T + 100
+    now.store(T + 10, Ordering::SeqCst); // the clock is set back before nbf
+    assert_eq!(refused(auth.verify(&token)), AuthError::NotYetValid);
+    now.store(T + 100, Ordering::SeqCst);
+    ok(auth.verify(&token));
+}
