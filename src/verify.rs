@@ -137,8 +137,8 @@ impl From<&CachedToken> for Verified {
 
 impl Verifier {
     /// Runs every check on `token` against the users in `registry`, at the clock's
-    /// current time. A token found in the registry's cache only has its times
-    /// checked again.
+    /// current time. A token found in the registry's cache only has its times and
+    /// its key's validity window checked again.
     pub fn verify(
         &self,
         token: &str,
