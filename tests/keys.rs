@@ -126,55 +126,6 @@ fn certificate(dir: &Path) -> PathBuf {
     cert
 }
 
-/// Days from 1970-01-01 to the given civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses openssl's `-dateopt iso_8601` time, `2026-11-24 03:37:37Z`.
-fn parse_openssl_time(text: &str) -> u64 {
-    let text = text.trim().trim_end_matches('Z');
-    let (date, time) = text.split_once(' ').expect("date and time");
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().expect("date")).collect();
-    let t: Vec<i64> = time.split(':').map(|p| p.parse().expect("time")).collect();
-    let secs = days_from_civil(d[0], d[1], d[2]) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    u64::try_from(secs).expect("after 1970")
-}
-
-/// NotBefore and NotAfter of `cert`, as openssl reads them.
-fn openssl_validity(cert: &Path) -> (u64, u64) {
-    let out = String::from_utf8(openssl(&[
-        "x509",
-        "-noout",
-        "-startdate",
-        "-enddate",
-        "-dateopt",
-        "iso_8601",
-        "-in",
-        path_str(cert),
-    ]))
-    .expect("text");
-    let mut not_before = None;
-    let mut not_after = None;
-    for line in out.lines() {
-        if let Some(v) = line.strip_prefix("notBefore=") {
-            not_before = Some(parse_openssl_time(v));
-        } else if let Some(v) = line.strip_prefix("notAfter=") {
-            not_after = Some(parse_openssl_time(v));
-        }
-    }
-    (
-        not_before.expect("notBefore line"),
-        not_after.expect("notAfter line"),
-    )
-}
-
 fn der_len(len: usize) -> Vec<u8> {
     match len {
         0..=0x7f => vec![len as u8],
@@ -319,7 +270,7 @@ fn x509_certificate_verifies_now() {
 fn x509_certificate_validity_matches_openssl() {
     let dir = tempfile::tempdir().unwrap();
     let cert = certificate(dir.path());
-    let (not_before, not_after) = openssl_validity(&cert);
+    let (not_before, not_after) = common::openssl_validity(&cert);
     assert_eq!(not_after - not_before, 2 * 86_400, "-days 2");
     let parsed = PublicKey::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
     let validity = parsed
@@ -352,7 +303,7 @@ fn cert_auth_at(cert: &Path, at: u64) -> (SystemAuth, String) {
 fn x509_certificate_refused_before_not_before() {
     let dir = tempfile::tempdir().unwrap();
     let cert = certificate(dir.path());
-    let (not_before, _) = openssl_validity(&cert);
+    let (not_before, _) = common::openssl_validity(&cert);
 
     let (auth, token) = cert_auth_at(&cert, not_before - 1);
     assert_eq!(auth.verify(&token).unwrap_err(), AuthError::KeyNotYetValid);
@@ -369,7 +320,7 @@ fn x509_certificate_refused_before_not_before() {
 fn x509_certificate_refused_after_not_after() {
     let dir = tempfile::tempdir().unwrap();
     let cert = certificate(dir.path());
-    let (_, not_after) = openssl_validity(&cert);
+    let (_, not_after) = common::openssl_validity(&cert);
 
     let (auth, token) = cert_auth_at(&cert, not_after + 1);
     assert_eq!(auth.verify(&token).unwrap_err(), AuthError::KeyExpired);
@@ -391,7 +342,7 @@ fn x509_certificate_validity_is_checked_per_request() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cert = certificate(dir.path());
-    let (not_before, not_after) = openssl_validity(&cert);
+    let (not_before, not_after) = common::openssl_validity(&cert);
     let clock = Arc::new(AtomicU64::new(not_before + 60));
     let reader = clock.clone();
     let auth = SystemAuth::builder()

@@ -6,11 +6,13 @@
 //! on the test's own thread, and (in `the_watcher_logs_failed_reloads_without_key_material`)
 //! the global one for the reload thread.
 
+mod common;
+
 use std::{
-    io::{self, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex, OnceLock},
+    sync::OnceLock,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -24,6 +26,7 @@ use base64::{
     Engine as _,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
+use common::Captured;
 use serde_json::json;
 use tower::ServiceExt as _;
 use zitadel_system_auth::{
@@ -41,44 +44,12 @@ const REFUSAL_LOGS_PER_SECOND: usize = 20;
 // Capturing
 // ---------------------------------------------------------------------------
 
-/// A `MakeWriter` target: everything written lands in one shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn take(&self) -> String {
-        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-fn subscriber(buffer: Captured) -> impl tracing::Subscriber + Send + Sync {
-    tracing_subscriber::fmt()
-        .with_writer(move || buffer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish()
-}
-
 /// The global subscriber's buffer, for threads the crate starts itself.
 fn global() -> &'static Captured {
     static GLOBAL: OnceLock<Captured> = OnceLock::new();
     GLOBAL.get_or_init(|| {
         let buffer = Captured::default();
-        tracing::subscriber::set_global_default(subscriber(buffer.clone()))
+        tracing::subscriber::set_global_default(buffer.subscriber())
             .expect("no other global subscriber in this test binary");
         buffer
     })
@@ -438,7 +409,7 @@ fn refusals_through_verify_log_the_reason_and_nothing_of_the_token() {
     let f = Fixture::new();
     let cases = refusals(&f);
     let buffer = Captured::default();
-    tracing::subscriber::with_default(subscriber(buffer.clone()), || {
+    tracing::subscriber::with_default(buffer.subscriber(), || {
         for case in &cases {
             let auth = f.auth();
             buffer.take();
@@ -476,7 +447,7 @@ fn refusals_through_verify_log_the_reason_and_nothing_of_the_token() {
 async fn refusals_through_the_layer_log_the_reason_and_nothing_of_the_token() {
     let f = Fixture::new();
     let buffer = Captured::default();
-    let _guard = tracing::subscriber::set_default(subscriber(buffer.clone()));
+    let _guard = tracing::subscriber::set_default(buffer.subscriber());
 
     let bearer = |t: &str| HeaderValue::from_str(&format!("Bearer {t}")).unwrap();
     let valid = f.user.token(TEST_USER, TEST_AUDIENCE).build();
@@ -598,7 +569,7 @@ fn a_flood_of_refusals_is_logged_at_a_bounded_rate_and_summarised() {
     let f = Fixture::new();
     let auth = f.auth();
     let buffer = Captured::default();
-    tracing::subscriber::with_default(subscriber(buffer.clone()), || {
+    tracing::subscriber::with_default(buffer.subscriber(), || {
         let start = Instant::now();
         for i in 0..FLOOD {
             let _ = auth.verify(&format!("junk-{MARK}-{i}"));
@@ -837,7 +808,7 @@ fn failed_reloads_report_and_log_no_key_material() {
     let changes = bad_changes(&f);
     let buffer = Captured::default();
     let mut failures = Vec::new();
-    tracing::subscriber::with_default(subscriber(buffer.clone()), || {
+    tracing::subscriber::with_default(buffer.subscriber(), || {
         for change in &changes {
             let restore = apply(&f, change);
             let result = auth.reload();

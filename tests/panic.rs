@@ -4,11 +4,12 @@
 //! The panic is real: the verifier's clock (`SystemAuthBuilder::clock`) panics while
 //! a flag is set, so the layer panics in the middle of checking a token.
 
+mod common;
+
 use std::{
-    io,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, SystemTime},
@@ -20,6 +21,7 @@ use axum::{
     http::{Request, StatusCode, header},
     routing::get,
 };
+use common::Captured;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tokio::{
@@ -38,34 +40,10 @@ const INTERNAL_BODY: &str = "internal error while checking the token";
 // Helpers
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let buffer = Captured::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    (buffer, tracing::subscriber::set_default(subscriber))
+    let guard = tracing::subscriber::set_default(buffer.subscriber());
+    (buffer, guard)
 }
 
 /// A system whose clock panics while the returned flag is set.

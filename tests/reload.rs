@@ -1514,41 +1514,6 @@ fn status_is_one_consistent_snapshot_during_rotations() {
 // Point 7: a certificate expiring while the service runs
 // ---------------------------------------------------------------------------
 
-/// Days from 1970-01-01 to the given civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// NotAfter of `cert` as openssl reads it, in seconds since the epoch.
-fn openssl_not_after(cert: &Path) -> u64 {
-    let out = String::from_utf8(openssl(&[
-        "x509",
-        "-noout",
-        "-enddate",
-        "-dateopt",
-        "iso_8601",
-        "-in",
-        path_str(cert),
-    ]))
-    .expect("text");
-    let value = out
-        .trim()
-        .strip_prefix("notAfter=")
-        .expect("notAfter line")
-        .trim_end_matches('Z');
-    let (date, time) = value.split_once(' ').expect("date and time");
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().expect("date")).collect();
-    let t: Vec<i64> = time.split(':').map(|p| p.parse().expect("time")).collect();
-    let secs = days_from_civil(d[0], d[1], d[2]) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    u64::try_from(secs).expect("after 1970")
-}
-
 /// A self-signed certificate for `key`, valid `days` days from now, written to
 /// `out`; returns its NotAfter.
 fn make_certificate(key: &TestKey, days: u32, out: &Path) -> u64 {
@@ -1565,7 +1530,7 @@ fn make_certificate(key: &TestKey, days: u32, out: &Path) -> u64 {
         "-out",
         path_str(out),
     ]);
-    openssl_not_after(out)
+    common::openssl_validity(out).1
 }
 
 #[test]

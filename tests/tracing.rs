@@ -1,48 +1,17 @@
 //! tracing: one event per decision (accepted at DEBUG with the user id, refused at
 //! INFO with a reason code) and a `reload` span around each reload.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
+mod common;
 
 use axum::{Router, body::Body, http::Request, routing::get};
+use common::Captured;
 use tower::ServiceExt as _;
 use zitadel_system_auth::testing::{TEST_USER, TestSystem};
-
-/// A `MakeWriter` that appends to a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().expect("lock"))
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 #[tokio::test]
 async fn each_decision_is_one_event_and_reloads_have_a_span() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
 
     let system = TestSystem::with(|b| b.watch(false));
     let app = Router::new()

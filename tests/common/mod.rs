@@ -254,3 +254,91 @@ pub async fn get_with_token(app: Router, token: Option<&str>) -> Answer {
     }
     send(app, builder.body(Body::empty()).expect("request")).await
 }
+
+/// Log output captured in memory: a `MakeWriter` target for tracing-subscriber whose
+/// writes all land in one shared buffer.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+
+    /// Everything captured so far, emptying the buffer.
+    pub fn take(&self) -> String {
+        let bytes = std::mem::take(&mut *self.0.lock().expect("lock"));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The captured lines.
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
+    }
+
+    /// A subscriber writing every event (TRACE and up, no colours) here.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish()
+    }
+}
+
+/// NotBefore and NotAfter of the certificate at `cert`, as the openssl command line
+/// reads them, in seconds since the epoch.
+pub fn openssl_validity(cert: &Path) -> (u64, u64) {
+    let out = String::from_utf8(openssl(&[
+        "x509",
+        "-noout",
+        "-startdate",
+        "-enddate",
+        "-dateopt",
+        "iso_8601",
+        "-in",
+        path_str(cert),
+    ]))
+    .expect("text");
+    let time = |prefix: &str| {
+        let line = out
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in {out}"));
+        openssl_time(line)
+    };
+    (time("notBefore="), time("notAfter="))
+}
+
+/// Parses openssl's `-dateopt iso_8601` time, `2026-11-24 03:37:37Z`.
+fn openssl_time(text: &str) -> u64 {
+    let text = text.trim().trim_end_matches('Z');
+    let (date, time) = text.split_once(' ').expect("date and time");
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().expect("date")).collect();
+    let t: Vec<i64> = time.split(':').map(|p| p.parse().expect("time")).collect();
+    let secs = days_from_civil(d[0], d[1], d[2]) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    u64::try_from(secs).expect("after 1970")
+}
+
+/// Days from 1970-01-01 to the given civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
