@@ -22,7 +22,7 @@ use crate::{
         self, ReloadOutcome, ReloadReport, Reloadable, Status, UserStatus, WatchMode, WatchSettings,
     },
     user::SystemUser,
-    verify::{self, Algorithm, Clock, Verifier},
+    verify::{self, Algorithm, Clock, Verified, Verifier},
 };
 
 /// Verifies ZITADEL system user tokens against the configured keys.
@@ -155,16 +155,38 @@ impl SystemAuth {
     /// [`verify`](Self::verify) without the decision's log event and without a
     /// request context (the caller sets it).
     pub(crate) fn check(&self, token: &str) -> Result<SystemUser, AuthError> {
-        let registry = self.inner.registry.load();
-        let verified = self
-            .inner
+        let inner = &*self.inner;
+        let registry = inner.registry.load();
+        let now = inner.verifier.now();
+        inner
             .verifier
-            .verify(token, &registry, &self.inner.metrics)?;
-        Ok(SystemUser::new(
-            verified.identity,
-            verified.issued_at,
-            verified.expires_at,
-        ))
+            .verify(token, &registry, now, &inner.metrics)
+            .map(system_user)
+    }
+
+    /// The verdict on a token the cache holds, found by its bytes alone (equal bytes
+    /// are the token that passed every check); `None` when the cache is off or does
+    /// not hold it, and [`check_fresh`](Self::check_fresh) is next.
+    pub(crate) fn check_cached(&self, token: &[u8]) -> Option<Result<SystemUser, AuthError>> {
+        let inner = &*self.inner;
+        inner.cache_capacity?;
+        let registry = inner.registry.load();
+        let now = inner.verifier.now();
+        let verdict = inner
+            .verifier
+            .cached(token, &registry, now, &inner.metrics)?;
+        Some(verdict.map(system_user))
+    }
+
+    /// Every check on a token the cache does not hold.
+    pub(crate) fn check_fresh(&self, token: &str) -> Result<SystemUser, AuthError> {
+        let inner = &*self.inner;
+        let registry = inner.registry.load();
+        let now = inner.verifier.now();
+        inner
+            .verifier
+            .verify_fresh(token, &registry, now)
+            .map(system_user)
     }
 
     /// Logs one decision: an acceptance at debug with the user id, a refusal at info
@@ -654,6 +676,11 @@ impl Reloadable for Inner {
     fn watched_files(&self) -> Vec<PathBuf> {
         self.state().files.clone()
     }
+}
+
+/// The user a verified token names, without a request context.
+fn system_user(verified: Verified) -> SystemUser {
+    SystemUser::new(verified.identity, verified.issued_at, verified.expires_at)
 }
 
 fn check_audience(audience: &str) -> Result<(), ConfigError> {

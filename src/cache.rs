@@ -4,9 +4,11 @@
 //! Each registry snapshot owns its own cache, so a reload (a removed user, a replaced
 //! key) starts from an empty one and nothing verified against old keys is served.
 //! A hit still re-checks `exp`, `iat`, `nbf` and the key's validity window against
-//! the clock. Reads are lock-free (`papaya`), so threads never wait on each other.
+//! the clock: all of them together make one window of time, worked out when the token
+//! is stored, so a hit compares the clock with two numbers. Reads are lock-free
+//! (`papaya`), so threads never wait on each other.
 
-use std::sync::Arc;
+use std::{ops::Range, sync::Arc};
 
 use crate::{key::Validity, user::Identity};
 
@@ -18,11 +20,14 @@ pub(crate) struct CachedToken {
     pub not_before: Option<u64>,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// The clock readings (nanoseconds since the epoch) at which every time check
+    /// passes; outside it, the checks run again to name the one that fails.
+    pub window: Range<i128>,
 }
 
 /// A bounded, lock-free map from whole tokens to their verified result.
 pub(crate) struct TokenCache {
-    map: papaya::HashMap<Box<str>, CachedToken, foldhash::fast::RandomState>,
+    map: papaya::HashMap<Box<[u8]>, CachedToken, foldhash::fast::RandomState>,
     capacity: usize,
 }
 
@@ -48,13 +53,15 @@ impl TokenCache {
     }
 
     /// Runs `check` on the cached result for exactly `token`, if there is one.
-    pub fn get<T>(&self, token: &str, check: impl FnOnce(&CachedToken) -> T) -> Option<T> {
+    /// (Bytes, so the layer can look a token up before reading the header as text:
+    /// equal bytes are the token that passed every check.)
+    pub fn get<T>(&self, token: &[u8], check: impl FnOnce(&CachedToken) -> T) -> Option<T> {
         self.map.pin().get(token).map(check)
     }
 
     /// Stores a verified token. When the cache is full, entries `keep` refuses are
     /// dropped first, and if that frees nothing, all of them.
-    pub fn insert(&self, token: &str, value: CachedToken, keep: impl Fn(&CachedToken) -> bool) {
+    pub fn insert(&self, token: &[u8], value: CachedToken, keep: impl Fn(&CachedToken) -> bool) {
         let map = self.map.pin();
         if map.len() >= self.capacity {
             map.retain(|_, cached| keep(cached));

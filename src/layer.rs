@@ -126,11 +126,17 @@ impl<S> SystemAuthService<S> {
     /// Decides a request: `Ok(Some(user))` to go on authenticated, `Ok(None)` to go
     /// on without a user (optional mode, no token), `Err` to refuse.
     fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<SystemUser>, AuthError> {
-        let token = match bearer_token(request.headers()) {
-            Err(AuthError::MissingToken) if self.optional => return Ok(None),
-            result => result,
+        let headers = request.headers();
+        // A token seen before is looked up by its bytes first: a hit is a token that
+        // passed every check, so reading the header as text could only agree.
+        let cached = bearer_bytes(headers).and_then(|token| self.auth.check_cached(token));
+        let result = match cached {
+            Some(result) => result,
+            None => match bearer_token(headers) {
+                Err(AuthError::MissingToken) if self.optional => return Ok(None),
+                token => token.and_then(|token| self.auth.check_fresh(token)),
+            },
         };
-        let result = token.and_then(|token| self.auth.check(token));
         self.auth.record(&result);
         let user = result?;
         let instance = match request.extensions().get::<InstanceId>() {
@@ -225,6 +231,23 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
         "" => Err(AuthError::Malformed(Malformed::EmptyToken)),
         token => Ok(token),
     }
+}
+
+/// The token's bytes when there is exactly one `Authorization` header and it says
+/// `Bearer` and one or more spaces: what [`bearer_token`] returns for it, but before
+/// checking that the header is text.
+fn bearer_bytes(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, rest) = value.as_bytes().split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b' ')?;
+    Some(&rest[start..])
 }
 
 pin_project! {

@@ -18,12 +18,14 @@
 use std::{
     borrow::Cow,
     fmt,
+    marker::PhantomData,
+    ops::Range,
     str::FromStr,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use base64_simd::Out;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::{
@@ -136,37 +138,70 @@ impl From<&CachedToken> for Verified {
 }
 
 impl Verifier {
-    /// Runs every check on `token` against the users in `registry`, at the clock's
-    /// current time. A token found in the registry's cache only has its times and
-    /// its key's validity window checked again.
+    /// The clock's reading, in nanoseconds since the Unix epoch.
+    pub fn now(&self) -> i128 {
+        nanos_since_epoch((self.clock)())
+    }
+
+    /// Runs every check on `token` against the users in `registry`, at `now`. A
+    /// token found in the registry's cache only has its times and its key's validity
+    /// window checked again.
     pub fn verify(
         &self,
         token: &str,
         registry: &Registry,
+        now: i128,
         metrics: &Metrics,
     ) -> Result<Verified, AuthError> {
-        let now = nanos_since_epoch((self.clock)());
+        self.cached(token.as_bytes(), registry, now, metrics)
+            .unwrap_or_else(|| self.verify_fresh(token, registry, now))
+    }
+
+    /// The result for exactly `token` if the registry's cache holds it (a cache
+    /// that is on, and a token no longer than the limit), its times and its key's
+    /// window checked again at `now`.
+    pub fn cached(
+        &self,
+        token: &[u8],
+        registry: &Registry,
+        now: i128,
+        metrics: &Metrics,
+    ) -> Option<Result<Verified, AuthError>> {
+        if token.len() > self.max_token_length {
+            return None;
+        }
+        let cache = registry.cache()?;
+        let hit = cache.get(token, |cached| {
+            if !cached.window.contains(&now) {
+                // Only to name the check that fails.
+                self.recheck(now, cached)?;
+            }
+            Ok(cached.into())
+        });
+        metrics.cache(hit.is_some());
+        hit
+    }
+
+    /// Every check on a token the cache does not hold, which goes into the cache
+    /// (if it is on) when it passes.
+    pub fn verify_fresh(
+        &self,
+        token: &str,
+        registry: &Registry,
+        now: i128,
+    ) -> Result<Verified, AuthError> {
         if token.len() > self.max_token_length {
             return Err(AuthError::TokenTooLong {
                 limit: self.max_token_length,
             });
         }
-        let Some(cache) = registry.cache() else {
-            return self
-                .verify_uncached(token, registry, now)
-                .map(|verified| Verified::from(&verified));
-        };
-        let hit = cache.get(token, |cached| {
-            self.recheck(now, cached)?;
-            Ok(cached.into())
-        });
-        metrics.cache(hit.is_some());
-        if let Some(result) = hit {
-            return result;
-        }
         let verified = self.verify_uncached(token, registry, now)?;
         let result = Verified::from(&verified);
-        cache.insert(token, verified, |cached| self.recheck(now, cached).is_ok());
+        if let Some(cache) = registry.cache() {
+            cache.insert(token.as_bytes(), verified, |cached| {
+                cached.window.contains(&now)
+            });
+        }
         Ok(result)
     }
 
@@ -176,6 +211,40 @@ impl Verifier {
         self.check_issued_at(now, cached.issued_at)?;
         self.check_not_before(now, cached.not_before)?;
         check_validity(now, cached.validity)
+    }
+
+    /// The clock readings at which [`recheck`](Self::recheck) passes: each check
+    /// below solved for `now`, and the ranges intersected.
+    fn window(
+        &self,
+        issued_at: u64,
+        expires_at: u64,
+        not_before: Option<u64>,
+        validity: Option<Validity>,
+    ) -> Range<i128> {
+        let offset = self.offset();
+        let half = NANOS / 2;
+        // `exp`: now + offset < exp.
+        let mut until = secs(expires_at) - offset;
+        // `iat` not in the future: iat <= round(now + offset), so
+        // now >= iat - 1/2 s - offset.
+        let mut from = secs(issued_at) - half - offset;
+        // `iat` not too old: iat >= round(now - max_age), so
+        // now < iat + 1 s + max_age - 1/2 s.
+        let max_age = self.max_token_age.as_nanos() as i128;
+        if max_age > 0 {
+            until = until.min(secs(issued_at) + NANOS + max_age - half);
+        }
+        // `nbf`: nbf <= now + offset.
+        if let Some(not_before) = not_before {
+            from = from.max(secs(not_before) - offset);
+        }
+        // The key's certificate: NotBefore <= now <= NotAfter.
+        if let Some(validity) = validity {
+            from = from.max(secs(validity.not_before));
+            until = until.min(secs(validity.not_after) + 1);
+        }
+        from..until
     }
 
     /// Every check, in ZITADEL's order; the result holds what a cache hit must
@@ -190,13 +259,16 @@ impl Verifier {
         if token.is_empty() {
             return Err(AuthError::Malformed(Malformed::EmptyToken));
         }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let bytes = token.as_bytes();
+        let mut dots = memchr::memchr_iter(b'.', bytes);
+        let (Some(first_dot), Some(second_dot), None) = (dots.next(), dots.next(), dots.next())
         else {
             return Err(AuthError::Malformed(Malformed::Segments));
         };
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        let header_b64 = &bytes[..first_dot];
+        let payload_b64 = &bytes[first_dot + 1..second_dot];
+        let signature_b64 = &bytes[second_dot + 1..];
+        let signing_input = &bytes[..second_dot];
         // Header and payload decoded into one buffer, which the claims borrow from.
         let mut decoded = Vec::with_capacity(signing_input.len());
         decode_into(header_b64, &mut decoded, Malformed::HeaderBase64)?;
@@ -256,20 +328,17 @@ impl Verifier {
             .ok_or(AuthError::AlgorithmNotAllowed)?;
         // A signature is never longer than an 8192-bit modulus: decode on the stack.
         let mut signature = [0; 1024];
-        let signature_len = match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
-            Ok(len) => len,
-            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-                return Err(AuthError::InvalidSignature);
-            }
-            Err(base64::DecodeSliceError::DecodeError(_)) => {
-                return Err(AuthError::Malformed(Malformed::SignatureBase64));
-            }
-        };
+        let signature_len = BASE64URL
+            .decoded_length(signature_b64)
+            .map_err(|_| AuthError::Malformed(Malformed::SignatureBase64))?;
+        if signature_len > signature.len() {
+            return Err(AuthError::InvalidSignature);
+        }
+        BASE64URL
+            .decode(signature_b64, Out::from_slice(&mut signature))
+            .map_err(|_| AuthError::Malformed(Malformed::SignatureBase64))?;
         let signature = &signature[..signature_len];
-        if !user
-            .key
-            .verify(algorithm, signing_input.as_bytes(), signature)
-        {
+        if !user.key.verify(algorithm, signing_input, signature) {
             return Err(AuthError::InvalidSignature);
         }
         Ok(CachedToken {
@@ -278,6 +347,7 @@ impl Verifier {
             not_before,
             issued_at,
             expires_at,
+            window: self.window(issued_at, expires_at, not_before, validity),
         })
     }
 
@@ -335,10 +405,14 @@ pub(crate) fn algorithm_set(algorithms: &[Algorithm]) -> u8 {
     algorithms.iter().fold(0, |set, alg| set | alg.bit())
 }
 
+/// Canonical unpadded base64url: no `=`, and the unused bits of the last character
+/// zero. (SIMD-accelerated; a token's three parts are its hot path.)
+const BASE64URL: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
+
 /// Appends the canonical unpadded base64url `part`, decoded, to `out`.
-fn decode_into(part: &str, out: &mut Vec<u8>, what: Malformed) -> Result<(), AuthError> {
-    URL_SAFE_NO_PAD
-        .decode_vec(part, out)
+fn decode_into(part: &[u8], out: &mut Vec<u8>, what: Malformed) -> Result<(), AuthError> {
+    BASE64URL
+        .decode_append(part, out)
         .map_err(|_| AuthError::Malformed(what))
 }
 
@@ -395,30 +469,44 @@ struct Header {
 
 impl Header {
     fn parse(json: &[u8]) -> Result<Header, AuthError> {
-        let members = Members::parse(json, Malformed::HeaderJson)?;
-        let mut header = Header {
-            alg: None,
-            crit: false,
-            typ_ok: true,
+        let members: HeaderMembers = parse_object(json, Malformed::HeaderJson)?;
+        let alg = match members.alg {
+            Some(Value::Str(alg)) => alg.parse().ok(),
+            _ => return Err(AuthError::Malformed(Malformed::HeaderJson)),
         };
-        let mut has_alg = false;
-        for (name, value) in &members.0 {
-            match (&**name, value) {
-                ("alg", Value::Str(alg)) => {
-                    has_alg = true;
-                    header.alg = alg.parse().ok();
-                }
-                ("alg", _) => return Err(AuthError::Malformed(Malformed::HeaderJson)),
-                ("crit", _) => header.crit = true,
-                ("typ", Value::Str(typ)) => header.typ_ok = typ.eq_ignore_ascii_case("JWT"),
-                ("typ", _) => header.typ_ok = false,
-                _ => {}
+        let typ_ok = match members.typ {
+            None => true,
+            Some(Value::Str(typ)) => typ.eq_ignore_ascii_case("JWT"),
+            Some(_) => false,
+        };
+        Ok(Header {
+            alg,
+            crit: members.crit,
+            typ_ok,
+        })
+    }
+}
+
+/// The header members the checks read, as they came.
+#[derive(Default)]
+struct HeaderMembers<'a> {
+    alg: Option<Value<'a>>,
+    crit: bool,
+    typ: Option<Value<'a>>,
+}
+
+impl<'de> Members<'de> for HeaderMembers<'de> {
+    fn read<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<u8, A::Error> {
+        Ok(match name {
+            "alg" => read_into(&mut self.alg, map, 1)?,
+            "crit" => {
+                map.next_value_seed(ValueSeed)?;
+                self.crit = true;
+                2
             }
-        }
-        if !has_alg {
-            return Err(AuthError::Malformed(Malformed::HeaderJson));
-        }
-        Ok(header)
+            "typ" => read_into(&mut self.typ, map, 4)?,
+            _ => 0,
+        })
     }
 }
 
@@ -434,23 +522,24 @@ struct Claims<'a> {
     nbf: Option<Value<'a>>,
 }
 
+impl<'de> Members<'de> for Claims<'de> {
+    fn read<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<u8, A::Error> {
+        let (slot, bit) = match name {
+            "iss" => (&mut self.iss, 1),
+            "sub" => (&mut self.sub, 2),
+            "aud" => (&mut self.aud, 4),
+            "exp" => (&mut self.exp, 8),
+            "iat" => (&mut self.iat, 16),
+            "nbf" => (&mut self.nbf, 32),
+            _ => return Ok(0),
+        };
+        read_into(slot, map, bit)
+    }
+}
+
 impl<'a> Claims<'a> {
     fn parse(json: &'a [u8]) -> Result<Claims<'a>, AuthError> {
-        let members = Members::parse(json, Malformed::PayloadJson)?;
-        let mut claims = Claims::default();
-        for (name, value) in members.0 {
-            let slot = match &*name {
-                "iss" => &mut claims.iss,
-                "sub" => &mut claims.sub,
-                "aud" => &mut claims.aud,
-                "exp" => &mut claims.exp,
-                "iat" => &mut claims.iat,
-                "nbf" => &mut claims.nbf,
-                _ => continue,
-            };
-            *slot = Some(value);
-        }
-        Ok(claims)
+        parse_object(json, Malformed::PayloadJson)
     }
 
     fn audience(&self) -> Result<&[Text<'a>], AuthError> {
@@ -492,54 +581,83 @@ enum Value<'a> {
     Other,
 }
 
-/// The members of a JSON object, in order; duplicate names refuse the object.
-struct Members<'a>(Vec<(Text<'a>, Value<'a>)>);
-
-impl<'a> Members<'a> {
-    fn parse(json: &'a [u8], malformed: Malformed) -> Result<Members<'a>, AuthError> {
-        // JSON is UTF-8 throughout (RFC 8259); serde_json would not check the
-        // strings it skips.
-        let text = std::str::from_utf8(json).map_err(|_| AuthError::Malformed(malformed))?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let members = de
-            .deserialize_map(MembersVisitor)
-            .and_then(|members| de.end().map(|()| members))
-            .map_err(|_| AuthError::Malformed(malformed))?;
-        if members.has_duplicates() {
-            return Err(AuthError::Malformed(Malformed::DuplicateMember));
-        }
-        Ok(members)
-    }
-
-    fn has_duplicates(&self) -> bool {
-        let names = &self.0;
-        if names.len() <= 16 {
-            return names
-                .iter()
-                .enumerate()
-                .any(|(i, (name, _))| names[..i].iter().any(|(other, _)| other == name));
-        }
-        let mut sorted: Vec<&str> = names.iter().map(|(name, _)| &**name).collect();
-        sorted.sort_unstable();
-        sorted.windows(2).any(|pair| pair[0] == pair[1])
-    }
+/// A JSON object read straight into the members the checks use.
+trait Members<'de>: Default {
+    /// Reads the value of the member `name` if the checks use it, and returns the
+    /// member's bit (one per name); returns 0 without reading for any other name.
+    fn read<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<u8, A::Error>;
 }
 
-struct MembersVisitor;
+/// Reads the next value into `slot` and returns `bit`.
+fn read_into<'de, A: MapAccess<'de>>(
+    slot: &mut Option<Value<'de>>,
+    map: &mut A,
+    bit: u8,
+) -> Result<u8, A::Error> {
+    *slot = Some(map.next_value_seed(ValueSeed)?);
+    Ok(bit)
+}
 
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Members<'de>;
+/// Parses `json` as one object whose member names are all different.
+fn parse_object<'de, T: Members<'de>>(
+    json: &'de [u8],
+    malformed: Malformed,
+) -> Result<T, AuthError> {
+    // JSON is UTF-8 throughout (RFC 8259); serde_json would not check the strings
+    // it skips.
+    let text = std::str::from_utf8(json).map_err(|_| AuthError::Malformed(malformed))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let (members, duplicate) = de
+        .deserialize_map(ObjectVisitor(PhantomData))
+        .and_then(|read| de.end().map(|()| read))
+        .map_err(|_| AuthError::Malformed(malformed))?;
+    if duplicate {
+        return Err(AuthError::Malformed(Malformed::DuplicateMember));
+    }
+    Ok(members)
+}
+
+/// Reads an object into `T`, and says whether a member name came twice.
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Members<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = (T, bool);
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-        let mut members = Vec::with_capacity(8);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(T, bool), A::Error> {
+        let mut members = T::default();
+        let mut seen = 0u8;
+        let mut duplicate = false;
+        // The names `T` does not read; their values are still parsed, so a value
+        // that is not valid JSON refuses the token wherever it is.
+        let mut others: Vec<Text<'de>> = Vec::new();
         while let Some(name) = map.next_key_seed(TextSeed)? {
-            let value = map.next_value_seed(ValueSeed)?;
-            members.push((name, value));
+            match members.read(&name, &mut map)? {
+                0 => {
+                    map.next_value_seed(ValueSeed)?;
+                    others.push(name);
+                }
+                bit => {
+                    duplicate |= seen & bit != 0;
+                    seen |= bit;
+                }
+            }
         }
-        Ok(Members(members))
+        Ok((members, duplicate || has_duplicates(&mut others)))
     }
+}
+
+/// Whether a name occurs twice in `names`.
+fn has_duplicates(names: &mut [Text<'_>]) -> bool {
+    if names.len() <= 16 {
+        return names
+            .iter()
+            .enumerate()
+            .any(|(i, name)| names[..i].contains(name));
+    }
+    names.sort_unstable();
+    names.windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// A JSON string, borrowed where it can be.
@@ -640,6 +758,104 @@ impl<'de> Visitor<'de> for ValueVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache hit accepts exactly when every check passes: the window worked out at
+    /// insert time agrees with the checks, at and around each of their edges.
+    #[test]
+    fn cache_window_agrees_with_the_checks() {
+        let base: u64 = 1_700_000_000;
+        let edges = |secs: u64| {
+            let at = i128::from(secs) * NANOS;
+            [
+                -NANOS,
+                -NANOS / 2 - 1,
+                -NANOS / 2,
+                -NANOS / 2 + 1,
+                -1,
+                0,
+                1,
+                NANOS / 2,
+                NANOS,
+            ]
+            .map(|d| at + d)
+        };
+        let mut compared = 0;
+        for offset in [
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_secs(60),
+        ] {
+            for max_age in [
+                Duration::ZERO,
+                Duration::from_secs(3600),
+                Duration::from_millis(2500),
+            ] {
+                let verifier = Verifier {
+                    audiences: Box::new([]),
+                    algorithms: 0,
+                    clock_offset: offset,
+                    max_token_age: max_age,
+                    max_token_length: 0,
+                    clock: Arc::new(SystemTime::now),
+                };
+                for (iat, exp, nbf, validity) in [
+                    (base, base + 3600, None, None),
+                    (base, base + 1, Some(base + 1), None),
+                    (base + 10, base + 5, None, None),
+                    (
+                        base,
+                        base + 7200,
+                        Some(base - 5),
+                        Some(Validity {
+                            not_before: base + 2,
+                            not_after: base + 3,
+                        }),
+                    ),
+                ] {
+                    let cached = CachedToken {
+                        identity: Arc::new(Identity {
+                            id: "u".into(),
+                            memberships: Box::new([]),
+                        }),
+                        validity,
+                        not_before: nbf,
+                        issued_at: iat,
+                        expires_at: exp,
+                        window: verifier.window(iat, exp, nbf, validity),
+                    };
+                    let offset_nanos = offset.as_nanos() as i128;
+                    let max_age_nanos = max_age.as_nanos() as i128;
+                    let mut times: Vec<i128> = Vec::new();
+                    for secs in [
+                        Some(iat),
+                        Some(exp),
+                        Some(iat + 1),
+                        nbf,
+                        validity.map(|v| v.not_before),
+                        validity.map(|v| v.not_after),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        for at in edges(secs) {
+                            for shift in [0, -offset_nanos, max_age_nanos] {
+                                times.push(at + shift);
+                            }
+                        }
+                    }
+                    for now in times {
+                        assert_eq!(
+                            cached.window.contains(&now),
+                            verifier.recheck(now, &cached).is_ok(),
+                            "now {now}, iat {iat}, exp {exp}, nbf {nbf:?}, {validity:?}, offset {offset:?}, max age {max_age:?}"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared} times compared");
+    }
 
     #[test]
     fn go_rounding_rounds_halfway_up() {

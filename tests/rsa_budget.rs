@@ -509,4 +509,30 @@ async fn through_the_layer() {
     );
     assert_eq!(send(vec![bearer(&token)]).await, (StatusCode::OK, 1));
     assert_eq!(send(vec![bearer(&token)]).await, (StatusCode::OK, 0));
+
+    // The layer looks a cached token up by the header's bytes: any way of writing
+    // the scheme still hits, and a header the full reading refuses is still refused.
+    let raw = |text: String| HeaderValue::from_str(&text).unwrap();
+    for accepted in [format!("bearer {token}"), format!("BEARER    {token}")] {
+        assert_eq!(send(vec![raw(accepted)]).await, (StatusCode::OK, 0));
+    }
+    assert_eq!(
+        send(vec![bearer(&token), bearer(&token)]).await,
+        (StatusCode::BAD_REQUEST, 0)
+    );
+    for refused in [
+        [format!("Bearer {token}").as_bytes(), b"\xff"].concat(),
+        [b"Bearer \xff", token.as_bytes()].concat(),
+        format!("Bearer\t{token}").into_bytes(),
+        format!("Bearer {token}.").into_bytes(),
+        format!("Bearer {token} ").into_bytes(),
+    ] {
+        let value = HeaderValue::from_bytes(&refused).unwrap();
+        assert_eq!(
+            send(vec![value]).await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "{}",
+            String::from_utf8_lossy(&refused)
+        );
+    }
 }
