@@ -2,13 +2,30 @@
 //! against jwt-authorizer, in one run so that the ratios hold on a noisy machine.
 //!
 //! `cargo bench --bench verify` runs every case with criterion (about 2 minutes on
-//! 2 cores), then prints a Markdown table and each target with PASS or FAIL (read
-//! back from criterion's results: the mean time per operation), then runs an
-//! interleaved pass and prints the targets again from it (see `interleave`): every
-//! case for ~20 ms in turn, 30 rounds, the targets checked in each round and the
-//! median reported. Cases measured minutes apart by criterion can see a different
-//! machine load; the interleaved ratios are the ones to trust on a busy machine.
-//! `BENCH_INTERLEAVED_ROUNDS=N` sets the rounds (0 skips the pass).
+//! 2 cores) and prints a Markdown table and each target with PASS or FAIL, read
+//! back from criterion's results (the mean time per operation): "criterion means,
+//! cases measured one after another". Criterion measures each case on its own,
+//! so two cases a target compares are measured minutes apart, and on a busy
+//! machine their ratio carries whatever the load did in between.
+//!
+//! It then runs the interleaved pass (see `interleave`), whose targets are the
+//! verdict of the run, printed last under "Verdict (interleaved pass, medians over
+//! N rounds)":
+//! - every case runs for a slice of about 4 ms in turn, round after round, 150
+//!   rounds (12 to 17 s on a busy 2-core VM);
+//! - within a round the cases a target compares run next to each other (see
+//!   `INTERLEAVED_ORDER`: floor, verify_uncached, layer_uncached,
+//!   jwt_authorizer_layer, layer_cached, router_no_layer, the refusals, the two
+//!   registry sizes, then each 1-thread case beside its 2-thread case), so each
+//!   ratio's two times are taken milliseconds apart;
+//! - every other round runs that order backwards (A B, then B A), so a steady
+//!   drift in the machine's speed favours each side of a pair equally often;
+//! - each target is checked in every round; its median over the rounds decides
+//!   PASS or FAIL, printed with the interquartile range (p25..p75) of the
+//!   per-round values and how many rounds passed. No round is dropped.
+//!
+//! `BENCH_INTERLEAVED_ROUNDS=N` sets the rounds (0 skips the pass) and
+//! `BENCH_INTERLEAVED_SLICE_MS=N` the slice.
 //!
 //! `BENCH_CLOCK=cpu` times every case with the measuring threads' CPU time instead
 //! of wall time (see `Clock`): on a machine busy with other work this removes most
@@ -16,11 +33,12 @@
 //! Criterion keeps one result per case, so don't mix clocks between the runs a
 //! report or chart is made from.
 //!
-//! A filter runs some cases only: `cargo bench --bench verify -- floor
-//! verify_uncached`; the report then marks results that come from an earlier run,
-//! and the interleaved pass is skipped unless `BENCH_INTERLEAVED_ROUNDS` asks for
-//! it. `cargo run --release --example bench_chart` draws `docs/bench.png` from
-//! criterion's results and prints the tables again.
+//! Criterion takes one filter, a regular expression on the case names, to run some
+//! cases only: `cargo bench --bench verify -- '^(floor|verify_uncached)$'`. The
+//! report then marks results that come from an earlier run, and the interleaved
+//! pass (which always runs every case) is skipped unless `BENCH_INTERLEAVED_ROUNDS`
+//! asks for it. `cargo run --release --example bench_chart` draws `docs/bench.png`
+//! from criterion's results and prints the tables again.
 //!
 //! The cases (see `common/report.rs` for the list and the targets):
 //! - `floor`: aws-lc-rs `verify_sig` over the token's signing input with a key
@@ -33,7 +51,8 @@
 //!   Router is cloned and the request built in every iteration).
 //! - `refuse_*`: tokens that must be refused before any RSA (cache off).
 //! - `verify_uncached_1_user`, `verify_uncached_10000_users`: the registry's size.
-//! - `*_1_thread`, `*_2_threads`: the same operation on 1 or 2 threads at once.
+//! - `*_1_thread`, `*_2_threads`: the same operation on 1 or 2 threads at once
+//!   (`layer_cached_*`: each thread with its own Router, sharing the `SystemAuth`).
 
 mod common;
 #[path = "common/report.rs"]
@@ -238,12 +257,17 @@ impl Fixture {
 }
 
 /// `GET /` answering "ok", behind this crate's layer when `auth` is given.
+///
+/// Every Router case (jwt-authorizer's too) is finished with `with_state(())`, as
+/// `axum::serve` finishes a Router (`into_make_service` calls it): the routes, and
+/// the layers on them, are then built once instead of again for every request.
 fn router(auth: Option<&SystemAuth>) -> Router {
     let app = Router::new().route("/", get(|| async { "ok" }));
-    match auth {
+    let app = match auth {
         Some(auth) => app.layer(auth.layer()),
         None => app,
-    }
+    };
+    app.with_state(())
 }
 
 /// The same Router shape on axum 0.7 behind jwt-authorizer, configured with the same
@@ -260,6 +284,7 @@ fn jwt_authorizer_router(rt: &Runtime, public_pem: &str) -> axum07::Router {
     axum07::Router::new()
         .route("/", axum07::routing::get(|| async { "ok" }))
         .layer(authorizer.into_layer())
+        .with_state(())
 }
 
 fn current_thread_runtime() -> Runtime {
@@ -287,16 +312,10 @@ fn clock() -> Clock {
     })
 }
 
-/// The CPU time this thread has used.
+/// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID` on Linux, through
+/// the `cpu-time` crate).
 fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    cpu_time::ThreadTime::now().as_duration()
 }
 
 /// A start time on [`clock`].
@@ -362,8 +381,8 @@ where
 /// Runs a workload on `threads` threads at once and returns the time per operation
 /// times `iters`, which is what criterion's `iter_custom` wants.
 ///
-/// Method (wall clock): each thread first runs `setup` (its own runtime, Router
-/// clone, ...), then all meet at a barrier, and each does `iters` operations. The
+/// Method (wall clock): each thread first runs `setup` (its own runtime, its own
+/// Router, ...), then all meet at a barrier, and each does `iters` operations. The
 /// wall time is from the earliest thread's start to the latest thread's end.
 /// `threads × iters` operations ran in that time, so the time per operation is
 /// wall / (threads × iters), and we return wall / threads. With 1 thread it is the
@@ -531,17 +550,20 @@ fn cases<'a>(
             }),
         ));
     }
-    let cached = router(Some(&fx.auth_cached));
+    // `layer_cached` on 1 or 2 threads. Each thread builds its own Router (and its
+    // own current-thread runtime) in its setup, as each worker of a server holds
+    // its own service: the threads share only the `SystemAuth` (its cache, its
+    // registry), which is what this crate is responsible for. Cloning one shared
+    // Router in every iteration instead would make both threads hammer the same
+    // `Arc` refcount, which is axum's contention, not this crate's.
     let threads = [(1, "layer_cached_1_thread"), (2, "layer_cached_2_threads")];
     for (threads, name) in threads {
-        let cached = cached.clone();
         cases.push((
             name,
             Box::new(move |iters| {
                 on_threads(threads, iters, || {
-                    // Each thread: its own current-thread runtime and Router clone.
                     let rt = current_thread_runtime();
-                    let app = cached.clone();
+                    let app = router(Some(&fx.auth_cached));
                     move |n| {
                         rt.block_on(async {
                             for _ in 0..n {
@@ -557,38 +579,102 @@ fn cases<'a>(
     cases
 }
 
+/// The order of the cases within a round of the interleaved pass: the cases that a
+/// target compares sit next to each other (the floor first, next to the cases
+/// compared with it; `jwt_authorizer_layer` between the two layer cases it is
+/// compared with; `layer_cached` next to `router_no_layer`; each 1-thread case
+/// next to its 2-thread case), so that each ratio's two times are taken a few
+/// milliseconds apart. `verify_cached` is in no target and only sits where it
+/// parts no pair.
+const INTERLEAVED_ORDER: &[&str] = &[
+    "floor",
+    "verify_uncached",
+    "layer_uncached",
+    "jwt_authorizer_layer",
+    "layer_cached",
+    "router_no_layer",
+    "verify_cached",
+    "refuse_malformed",
+    "refuse_wrong_aud",
+    "refuse_expired",
+    "refuse_unknown_user",
+    "verify_uncached_1_user",
+    "verify_uncached_10000_users",
+    "floor_1_thread",
+    "floor_2_threads",
+    "verify_uncached_1_thread",
+    "verify_uncached_2_threads",
+    "layer_cached_1_thread",
+    "layer_cached_2_threads",
+];
+
+/// How many operations of `routine` take about `slice` (on the bench's clock).
+///
+/// A doubling run from 1 operation until one run takes at least `slice / 4`
+/// (16 operations for a ~45 µs case, a few thousand for a ~150 ns one), then one
+/// run of the size that suggests, whose time sets the final size: the estimate
+/// then comes from a run as long as a slice, not from the first, coldest calls.
+fn slice_size(routine: &mut Routine<'_>, slice: Duration) -> u64 {
+    let size_for = |n: u64, took: Duration| {
+        let per_op = took.as_secs_f64().max(1e-9) / n as f64;
+        ((slice.as_secs_f64() / per_op) as u64).clamp(1, 1 << 32)
+    };
+    let mut n: u64 = 1;
+    let took = loop {
+        let took = routine(n);
+        if took >= slice / 4 || n >= 1 << 30 {
+            break took;
+        }
+        n *= 2;
+    };
+    let n = size_for(n, took);
+    size_for(n, routine(n))
+}
+
 /// The interleaved pass: every case runs for about `slice` in turn, round after
-/// round (each round starting one case further on), so that a change in the
-/// machine's load hits all cases alike. Returns each round's time per operation by
-/// case; the targets are then checked in every round and the median taken.
+/// round, so that a change in the machine's load hits all cases alike. The cases
+/// run in [`INTERLEAVED_ORDER`] in even rounds and in the reverse order in odd
+/// rounds (A B, then B A): a steady drift in the machine's speed then favours each
+/// case of a pair as often as the other. Returns each round's time per operation
+/// by case; the targets are then checked in every round and the median taken.
 fn interleave(
     cases: &mut [(&'static str, Routine<'_>)],
     rounds: usize,
     slice: Duration,
 ) -> Vec<BTreeMap<&'static str, f64>> {
-    // How many operations make one slice, from a short doubling run.
+    let order: Vec<usize> = INTERLEAVED_ORDER
+        .iter()
+        .map(|name| {
+            cases
+                .iter()
+                .position(|c| c.0 == *name)
+                .expect("INTERLEAVED_ORDER names a case")
+        })
+        .collect();
+    let mut distinct = order.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        (distinct.len(), order.len()),
+        (cases.len(), cases.len()),
+        "INTERLEAVED_ORDER lists every case once"
+    );
     let sizes: Vec<u64> = cases
         .iter_mut()
-        .map(|(_, routine)| {
-            let mut n = 1;
-            loop {
-                let took = routine(n);
-                if took >= slice / 8 || n >= 1 << 30 {
-                    let per_op = took.as_secs_f64() / n as f64;
-                    return ((slice.as_secs_f64() / per_op) as u64).max(1);
-                }
-                n *= 2;
-            }
-        })
+        .map(|(_, routine)| slice_size(routine, slice))
         .collect();
     let mut results = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let mut times = BTreeMap::new();
-        for k in 0..cases.len() {
-            let i = (round + k) % cases.len();
+        let mut run = |i: usize| {
             let (name, routine) = &mut cases[i];
             let took = routine(sizes[i]);
             times.insert(*name, took.as_secs_f64() * 1e9 / sizes[i] as f64);
+        };
+        if round % 2 == 0 {
+            order.iter().for_each(|&i| run(i));
+        } else {
+            order.iter().rev().for_each(|&i| run(i));
         }
         results.push(times);
     }
@@ -638,16 +724,45 @@ fn main() {
         );
     }
 
-    let rounds = std::env::var("BENCH_INTERLEAVED_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(if whole_run { 30 } else { 0 });
-    if rounds > 0 {
-        let slice = Duration::from_millis(20);
-        println!(
-            "Interleaved pass: {rounds} rounds, each case ~{slice:?} per round; medians over rounds.\n"
-        );
-        let results = interleave(&mut cases, rounds, slice);
-        println!("{}", report::interleaved_table(&results));
+    let rounds = env_number("BENCH_INTERLEAVED_ROUNDS").unwrap_or(if whole_run { 150 } else { 0 });
+    if rounds == 0 {
+        if whole_run {
+            println!(
+                "Interleaved pass skipped (BENCH_INTERLEAVED_ROUNDS=0): the only results are \
+                 criterion's above, whose cases were measured one after another.\n"
+            );
+        }
+        return;
     }
+    let slice = Duration::from_millis(env_number("BENCH_INTERLEAVED_SLICE_MS").unwrap_or(4));
+    println!(
+        "Interleaved pass: {rounds} rounds, each case ~{slice:?} per round, the cases a target \
+         compares side by side, every other round in reverse order.\n"
+    );
+    let pass_started = Instant::now();
+    let results = interleave(&mut cases, rounds as usize, slice);
+    let pass_took = pass_started.elapsed();
+    println!("Interleaved pass took {:.1} s.\n", pass_took.as_secs_f64());
+    println!("{}", report::interleaved_cases_table(&results));
+    println!("## Verdict (interleaved pass, medians over {rounds} rounds)\n");
+    println!(
+        "The criterion tables above are per case and sequential: each case was measured on \
+         its own, minutes apart from the others, so their ratios carry the machine's drift \
+         in between. The verdict below comes from the interleaved pass: each target is \
+         checked in every round on times taken milliseconds apart, and its median over the \
+         rounds decides; p25..p75 is the interquartile range of the per-round values.\n"
+    );
+    println!("{}", report::interleaved_targets_table(&results));
+}
+
+/// A whole number from the environment variable `name`, if set (panics if it is
+/// not a number, rather than silently using the default).
+fn env_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?}: expected a whole number")),
+    )
 }

@@ -179,7 +179,7 @@ impl SystemAuth {
     }
 
     /// Every check on a token the cache does not hold.
-    pub(crate) fn check_fresh(&self, token: &str) -> Result<SystemUser, AuthError> {
+    pub(crate) fn check_fresh(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
         let inner = &*self.inner;
         let registry = inner.registry.load();
         let now = inner.verifier.now();

@@ -132,7 +132,7 @@ impl<S> SystemAuthService<S> {
         let cached = bearer_bytes(headers).and_then(|token| self.auth.check_cached(token));
         let result = match cached {
             Some(result) => result,
-            None => match bearer_token(headers) {
+            None => match bearer_token_bytes(headers) {
                 Err(AuthError::MissingToken) if self.optional => return Ok(None),
                 token => token.and_then(|token| self.auth.check_fresh(token)),
             },
@@ -212,6 +212,13 @@ impl Answer {
 /// A missing header or another scheme is [`AuthError::MissingToken`]; several
 /// headers are [`AuthError::MultipleAuthorizationHeaders`].
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let token = bearer_token_bytes(headers)?;
+    std::str::from_utf8(token).map_err(|_| AuthError::Malformed(Malformed::HeaderEncoding))
+}
+
+/// [`bearer_token`] without making the token a `&str`: the header is checked to be
+/// ASCII, so it is text, and the verifier reads bytes.
+fn bearer_token_bytes(headers: &HeaderMap) -> Result<&[u8], AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(AuthError::MissingToken)?;
     if values.next().is_some() {
@@ -219,17 +226,20 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     }
     // A header value holds no control characters, so ASCII here means visible ASCII
     // (and tabs), as `HeaderValue::to_str` checks, a word at a time rather than a byte.
-    let text = Some(value.as_bytes())
-        .filter(|bytes| bytes.is_ascii())
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .ok_or(AuthError::Malformed(Malformed::HeaderEncoding))?;
-    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let text = value.as_bytes();
+    if !text.is_ascii() {
+        return Err(AuthError::Malformed(Malformed::HeaderEncoding));
+    }
+    let (scheme, rest) = match text.iter().position(|&b| b == b' ') {
+        Some(space) => (&text[..space], &text[space + 1..]),
+        None => (text, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(AuthError::MissingToken);
     }
-    match rest.trim_start_matches(' ') {
-        "" => Err(AuthError::Malformed(Malformed::EmptyToken)),
-        token => Ok(token),
+    match rest.iter().position(|&b| b != b' ') {
+        None => Err(AuthError::Malformed(Malformed::EmptyToken)),
+        Some(start) => Ok(&rest[start..]),
     }
 }
 

@@ -19,6 +19,7 @@ use std::{
     borrow::Cow,
     fmt,
     marker::PhantomData,
+    mem::MaybeUninit,
     ops::Range,
     str::FromStr,
     sync::Arc,
@@ -154,7 +155,7 @@ impl Verifier {
         metrics: &Metrics,
     ) -> Result<Verified, AuthError> {
         self.cached(token.as_bytes(), registry, now, metrics)
-            .unwrap_or_else(|| self.verify_fresh(token, registry, now))
+            .unwrap_or_else(|| self.verify_fresh(token.as_bytes(), registry, now))
     }
 
     /// The result for exactly `token` if the registry's cache holds it (a cache
@@ -183,10 +184,11 @@ impl Verifier {
     }
 
     /// Every check on a token the cache does not hold, which goes into the cache
-    /// (if it is on) when it passes.
+    /// (if it is on) when it passes. The token is bytes: the checks read it as
+    /// base64url, so it needs no separate check that it is text.
     pub fn verify_fresh(
         &self,
-        token: &str,
+        token: &[u8],
         registry: &Registry,
         now: i128,
     ) -> Result<Verified, AuthError> {
@@ -198,9 +200,7 @@ impl Verifier {
         let verified = self.verify_uncached(token, registry, now)?;
         let result = Verified::from(&verified);
         if let Some(cache) = registry.cache() {
-            cache.insert(token.as_bytes(), verified, |cached| {
-                cached.window.contains(&now)
-            });
+            cache.insert(token, verified, |cached| cached.window.contains(&now));
         }
         Ok(result)
     }
@@ -251,7 +251,7 @@ impl Verifier {
     /// check again.
     fn verify_uncached(
         &self,
-        token: &str,
+        token: &[u8],
         registry: &Registry,
         now: i128,
     ) -> Result<CachedToken, AuthError> {
@@ -259,7 +259,7 @@ impl Verifier {
         if token.is_empty() {
             return Err(AuthError::Malformed(Malformed::EmptyToken));
         }
-        let bytes = token.as_bytes();
+        let bytes = token;
         let mut dots = memchr::memchr_iter(b'.', bytes);
         let (Some(first_dot), Some(second_dot), None) = (dots.next(), dots.next(), dots.next())
         else {
@@ -269,12 +269,22 @@ impl Verifier {
         let payload_b64 = &bytes[first_dot + 1..second_dot];
         let signature_b64 = &bytes[second_dot + 1..];
         let signing_input = &bytes[..second_dot];
-        // Header and payload decoded into one buffer, which the claims borrow from.
-        let mut decoded = Vec::with_capacity(signing_input.len());
-        decode_into(header_b64, &mut decoded, Malformed::HeaderBase64)?;
-        let header_len = decoded.len();
-        decode_into(payload_b64, &mut decoded, Malformed::PayloadBase64)?;
-        let (header, payload) = decoded.split_at(header_len);
+        // Header and payload decoded into one buffer (on the stack for any usual
+        // token), which the claims borrow from.
+        let mut stack = [const { MaybeUninit::<u8>::uninit() }; 2048];
+        let mut heap = Vec::new();
+        let header_room = BASE64URL.estimated_decoded_length(header_b64.len());
+        let room = header_room + BASE64URL.estimated_decoded_length(payload_b64.len());
+        let buffer = match stack.get_mut(..room) {
+            Some(buffer) => buffer,
+            None => {
+                heap.resize(room, MaybeUninit::uninit());
+                &mut heap[..]
+            }
+        };
+        let (header_buffer, payload_buffer) = buffer.split_at_mut(header_room);
+        let header = decode_part(header_b64, header_buffer, Malformed::HeaderBase64)?;
+        let payload = decode_part(payload_b64, payload_buffer, Malformed::PayloadBase64)?;
         let header = Header::parse(header)?;
         let claims = Claims::parse(payload)?;
 
@@ -327,17 +337,14 @@ impl Verifier {
             .filter(|alg| self.algorithms & alg.bit() != 0)
             .ok_or(AuthError::AlgorithmNotAllowed)?;
         // A signature is never longer than an 8192-bit modulus: decode on the stack.
-        let mut signature = [0; 1024];
+        let mut signature = [const { MaybeUninit::<u8>::uninit() }; 1024];
         let signature_len = BASE64URL
             .decoded_length(signature_b64)
             .map_err(|_| AuthError::Malformed(Malformed::SignatureBase64))?;
         if signature_len > signature.len() {
             return Err(AuthError::InvalidSignature);
         }
-        BASE64URL
-            .decode(signature_b64, Out::from_slice(&mut signature))
-            .map_err(|_| AuthError::Malformed(Malformed::SignatureBase64))?;
-        let signature = &signature[..signature_len];
+        let signature = decode_part(signature_b64, &mut signature, Malformed::SignatureBase64)?;
         if !user.key.verify(algorithm, signing_input, signature) {
             return Err(AuthError::InvalidSignature);
         }
@@ -409,11 +416,20 @@ pub(crate) fn algorithm_set(algorithms: &[Algorithm]) -> u8 {
 /// zero. (SIMD-accelerated; a token's three parts are its hot path.)
 const BASE64URL: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
 
-/// Appends the canonical unpadded base64url `part`, decoded, to `out`.
-fn decode_into(part: &[u8], out: &mut Vec<u8>, what: Malformed) -> Result<(), AuthError> {
-    BASE64URL
-        .decode_append(part, out)
-        .map_err(|_| AuthError::Malformed(what))
+/// Decodes the canonical unpadded base64url `part` into the front of `out` (room
+/// for [`estimated_decoded_length`](base64_simd::Base64::estimated_decoded_length)).
+fn decode_part<'o>(
+    part: &[u8],
+    out: &'o mut [MaybeUninit<u8>],
+    what: Malformed,
+) -> Result<&'o [u8], AuthError> {
+    let malformed = || AuthError::Malformed(what);
+    let len = BASE64URL.decoded_length(part).map_err(|_| malformed())?;
+    let out = out.get_mut(..len).ok_or_else(malformed)?;
+    match BASE64URL.decode(part, Out::from_uninit_slice(out)) {
+        Ok(decoded) => Ok(decoded),
+        Err(_) => Err(malformed()),
+    }
 }
 
 fn nanos_since_epoch(time: SystemTime) -> i128 {

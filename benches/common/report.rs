@@ -157,13 +157,13 @@ pub const CASES: &[Case] = &[
         "layer_cached_1_thread",
         1,
         Kind::Ours,
-        "layer cached, 1 thread (thread harness)",
+        "layer cached, 1 thread, its own Router",
     ),
     case(
         "layer_cached_2_threads",
         2,
         Kind::Ours,
-        "layer cached, 2 threads at once",
+        "layer cached, 2 threads at once, a Router each",
     ),
 ];
 
@@ -446,21 +446,26 @@ pub fn verdict_table(targets: &[Target]) -> String {
     out
 }
 
-/// The interleaved pass's table: each case's median time per op over the rounds,
-/// then each target checked in every round, with the median, the lowest and the
-/// highest value and how many rounds passed.
-pub fn interleaved_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
-    fn median(mut values: Vec<f64>) -> f64 {
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        }
-    }
+/// The value at fraction `q` (0 to 1) of `values`, interpolated linearly between
+/// the two nearest ranks (`q = 0.5` is the median); NaN when `values` is empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    let rank = q.clamp(0.0, 1.0) * last as f64;
+    let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+    sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64)
+}
+
+/// The interleaved pass's per-case table: each case's median time per op over the
+/// rounds, its interquartile range (p25..p75), and the median's ops/s per core.
+pub fn interleaved_cases_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
     let mut out = String::new();
-    out.push_str("| case | median time per op | ops/s per core |\n| --- | ---: | ---: |\n");
+    out.push_str(
+        "| case | median time per op | p25..p75 | ops/s per core |\n| --- | ---: | ---: | ---: |\n",
+    );
     for case in CASES {
         let times: Vec<f64> = rounds
             .iter()
@@ -469,17 +474,27 @@ pub fn interleaved_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
         if times.is_empty() {
             continue;
         }
-        let t = median(times);
+        let t = quantile(&times, 0.5);
         let _ = writeln!(
             out,
-            "| {} | {} | {} |",
+            "| {} | {} | {}..{} | {} |",
             case.name,
             format_time(t),
+            format_time(quantile(&times, 0.25)),
+            format_time(quantile(&times, 0.75)),
             format_rate(1e9 / (t * f64::from(case.threads)))
         );
     }
-    out.push_str("\n| target (interleaved) | median | min | max | rounds passed | result |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
+    out
+}
+
+/// The interleaved pass's verdict: each target checked in every round, with the
+/// median over the rounds (which decides PASS or FAIL), the interquartile range
+/// of the per-round values (p25..p75) and how many rounds passed.
+pub fn interleaved_targets_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
+    let mut out = String::new();
+    out.push_str("| target | median | p25..p75 | rounds passed | result |\n");
+    out.push_str("| --- | ---: | ---: | ---: | --- |\n");
     let per_round: Vec<Vec<Target>> = rounds
         .iter()
         .map(|r| targets(|name| r.get(name).copied()))
@@ -490,39 +505,48 @@ pub fn interleaved_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
     for (i, target) in first.iter().enumerate() {
         let values: Vec<f64> = per_round.iter().filter_map(|ts| ts[i].value).collect();
         if values.is_empty() {
-            let _ = writeln!(out, "| {} | not measured | | | | - |", target.label);
+            let _ = writeln!(out, "| {} | not measured | | | - |", target.label);
             continue;
         }
         let passed = per_round
             .iter()
             .filter(|ts| ts[i].pass() == Some(true))
             .count();
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let total = values.len();
         let median = Target {
-            value: Some(median(values)),
+            value: Some(quantile(&values, 0.5)),
             ..target.clone()
         };
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {min:.3} | {max:.3} | {passed}/{total} | {} |",
+            "| {} | {:.3} | {:.3}..{:.3} | {passed}/{} | {} |",
             target.label,
             median.value.unwrap_or(f64::NAN),
+            quantile(&values, 0.25),
+            quantile(&values, 0.75),
+            values.len(),
             result(median.pass()),
         );
     }
     out
 }
 
-/// Prints both tables for the results in `dir`.
+/// Prints criterion's results in `dir`: the per-case table and the targets
+/// computed from its means. Each case there was measured on its own, one after
+/// another, so a ratio between two cases also carries whatever the machine's load
+/// did in the minutes between them.
 pub fn print_report(dir: &Path, since: Option<SystemTime>) {
     let estimates = load(dir);
     if estimates.is_empty() {
         println!("no results under {}", dir.display());
         return;
     }
-    println!("\nResults from {}:\n", dir.display());
+    println!(
+        "\n## Criterion means, cases measured one after another\n\nFrom {} (per case, \
+         sequential: the cases were measured minutes apart, so these ratios also carry the \
+         machine's drift in between).\n",
+        dir.display()
+    );
     println!("{}", markdown_table(&estimates, since));
+    println!("Targets from criterion's means (cases measured one after another):\n");
     println!("{}", verdict_table(&verdicts(&estimates)));
 }
