@@ -164,6 +164,11 @@ impl SystemAuth {
             .map(system_user)
     }
 
+    /// Whether verified tokens are cached (see [`check_cached`](Self::check_cached)).
+    pub(crate) fn caches_tokens(&self) -> bool {
+        self.inner.cache_capacity.is_some()
+    }
+
     /// The verdict on a token the cache holds, found by its bytes alone (equal bytes
     /// are the token that passed every check); `None` when the cache is off or does
     /// not hold it, and [`check_fresh`](Self::check_fresh) is next.

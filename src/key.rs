@@ -170,8 +170,11 @@ impl PublicKey {
         }
         #[cfg(feature = "testing")]
         RSA_OPERATIONS.with(|count| count.set(count.get() + 1));
+        // The message hashed here, then the digest verified: the same check as
+        // `verify_sig`, without setting up a hashing context inside the RSA call.
+        let digest = digest::digest(digest_algorithm(algorithm), message);
         self.parsed(algorithm)
-            .is_some_and(|key| key.verify_sig(message, signature).is_ok())
+            .is_some_and(|key| key.verify_digest_sig(&digest, signature).is_ok())
     }
 
     /// The modulus size in bits.
@@ -208,6 +211,15 @@ impl PublicKey {
 thread_local! {
     /// RSA verifications started on this thread (feature `testing`).
     pub(crate) static RSA_OPERATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The hash `algorithm` signs.
+fn digest_algorithm(algorithm: Algorithm) -> &'static digest::Algorithm {
+    match algorithm {
+        Algorithm::RS256 | Algorithm::PS256 => &digest::SHA256,
+        Algorithm::RS384 | Algorithm::PS384 => &digest::SHA384,
+        Algorithm::RS512 | Algorithm::PS512 => &digest::SHA512,
+    }
 }
 
 fn verification_algorithm(algorithm: Algorithm) -> &'static dyn VerificationAlgorithm {

@@ -127,11 +127,9 @@ impl<S> SystemAuthService<S> {
     /// on without a user (optional mode, no token), `Err` to refuse.
     fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<SystemUser>, AuthError> {
         let headers = request.headers();
-        // A token seen before is looked up by its bytes first: a hit is a token that
-        // passed every check, so reading the header as text could only agree.
-        let cached = bearer_bytes(headers).and_then(|token| self.auth.check_cached(token));
-        let result = match cached {
-            Some(result) => result,
+        let result = match bearer_bytes(headers) {
+            Some(token) => self.check(token),
+            // No token to check: `bearer_token` says why.
             None => match bearer_token_bytes(headers) {
                 Err(AuthError::MissingToken) if self.optional => return Ok(None),
                 token => token.and_then(|token| self.auth.check_fresh(token)),
@@ -150,6 +148,25 @@ impl<S> SystemAuthService<S> {
             .filter(|v| !v.is_empty())
             .map(Arc::from);
         Ok(Some(user.with_context(instance, org)))
+    }
+
+    /// The verdict on the token of a `Bearer` header, read as bytes.
+    ///
+    /// [`bearer_token`] would first check that the header is ASCII; that check is
+    /// only needed for a refusal. A token found in the cache passed every check, and
+    /// only a token of base64url and dots can pass them, so an accepted token's
+    /// header was ASCII; a refused one is refused for the header's encoding when it
+    /// was not (the scheme and the spaces before the token are ASCII), as
+    /// [`bearer_token`] refuses it.
+    fn check(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
+        let cached = match self.auth.caches_tokens() {
+            true => self.auth.check_cached(token),
+            false => None,
+        };
+        match cached.unwrap_or_else(|| self.auth.check_fresh(token)) {
+            Err(_) if !token.is_ascii() => Err(AuthError::Malformed(Malformed::HeaderEncoding)),
+            result => result,
+        }
     }
 }
 

@@ -25,7 +25,8 @@ pub(crate) struct UserEntry {
 #[derive(Debug)]
 pub(crate) struct Registry {
     generation: u64,
-    users: HashMap<Box<str>, UserEntry>,
+    /// Keyed with foldhash: a lookup per uncached request, by the token's `iss`.
+    users: HashMap<Box<str>, UserEntry, foldhash::fast::RandomState>,
     cache: Option<TokenCache>,
 }
 
@@ -39,7 +40,7 @@ impl Registry {
         generation: u64,
         cache: Option<usize>,
     ) -> (Registry, Vec<ConfigError>) {
-        let mut users = HashMap::with_capacity(config.users().len());
+        let mut users = HashMap::with_capacity_and_hasher(config.users().len(), Default::default());
         let mut problems = Vec::new();
         for user in config.users() {
             let last_good = previous.and_then(|p| p.get(user.id()));
