@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs both benchmarks, then draws docs/bench.png and prints the verify results
-# with the targets' PASS/FAIL. Arguments go to the verify bench (criterion), e.g.
-# `scripts/bench.sh floor verify_uncached` to run some cases only.
-# Run it on a quiet machine: the ratios compare cases measured minutes apart.
+# Runs both benchmarks, then draws docs/bench.png. The verify bench prints
+# criterion's per-case table, then its verdict on the targets from the interleaved
+# pass (see benches/verify.rs). Arguments go to the verify bench: criterion's one
+# filter, a regular expression, e.g. `scripts/bench.sh '^(floor|verify_uncached)$'`
+# to run some cases only (the verdict then needs BENCH_INTERLEAVED_ROUNDS=150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

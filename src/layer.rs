@@ -60,7 +60,7 @@ use std::{
 
 use axum::{
     body::Body,
-    http::{HeaderMap, Request, Response, header::AUTHORIZATION},
+    http::{HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION},
     response::IntoResponse,
 };
 use bytes::Bytes;
@@ -127,10 +127,10 @@ impl<S> SystemAuthService<S> {
     /// on without a user (optional mode, no token), `Err` to refuse.
     fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<SystemUser>, AuthError> {
         let headers = request.headers();
-        let result = match bearer_bytes(headers) {
-            Some(token) => self.check(token),
+        let result = match authorization(headers).and_then(|value| token_in(value.as_bytes())) {
+            Ok(token) => self.check(token),
             // No token to check: `bearer_token` says why.
-            None => match bearer_token_bytes(headers) {
+            Err(_) => match bearer_token_bytes(headers) {
                 Err(AuthError::MissingToken) if self.optional => return Ok(None),
                 token => token.and_then(|token| self.auth.check_fresh(token)),
             },
@@ -236,20 +236,31 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
 /// [`bearer_token`] without making the token a `&str`: the header is checked to be
 /// ASCII, so it is text, and the verifier reads bytes.
 fn bearer_token_bytes(headers: &HeaderMap) -> Result<&[u8], AuthError> {
+    let value = authorization(headers)?.as_bytes();
+    // A header value holds no control characters, so ASCII here means visible ASCII
+    // (and tabs), as `HeaderValue::to_str` checks, a word at a time rather than a byte.
+    if !value.is_ascii() {
+        return Err(AuthError::Malformed(Malformed::HeaderEncoding));
+    }
+    token_in(value)
+}
+
+/// The one `Authorization` header.
+fn authorization(headers: &HeaderMap) -> Result<&HeaderValue, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(AuthError::MissingToken)?;
     if values.next().is_some() {
         return Err(AuthError::MultipleAuthorizationHeaders);
     }
-    // A header value holds no control characters, so ASCII here means visible ASCII
-    // (and tabs), as `HeaderValue::to_str` checks, a word at a time rather than a byte.
-    let text = value.as_bytes();
-    if !text.is_ascii() {
-        return Err(AuthError::Malformed(Malformed::HeaderEncoding));
-    }
-    let (scheme, rest) = match text.iter().position(|&b| b == b' ') {
-        Some(space) => (&text[..space], &text[space + 1..]),
-        None => (text, &b""[..]),
+    Ok(value)
+}
+
+/// The token in `Bearer <token>`: the scheme in any case, one or more spaces, then
+/// the token.
+fn token_in(value: &[u8]) -> Result<&[u8], AuthError> {
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(space) => (&value[..space], &value[space + 1..]),
+        None => (value, &b""[..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(AuthError::MissingToken);
@@ -258,23 +269,6 @@ fn bearer_token_bytes(headers: &HeaderMap) -> Result<&[u8], AuthError> {
         None => Err(AuthError::Malformed(Malformed::EmptyToken)),
         Some(start) => Ok(&rest[start..]),
     }
-}
-
-/// The token's bytes when there is exactly one `Authorization` header and it says
-/// `Bearer` and one or more spaces: what [`bearer_token`] returns for it, but before
-/// checking that the header is text.
-fn bearer_bytes(headers: &HeaderMap) -> Option<&[u8]> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let (scheme, rest) = value.as_bytes().split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
-        return None;
-    }
-    let start = rest.iter().position(|&b| b != b' ')?;
-    Some(&rest[start..])
 }
 
 pin_project! {
