@@ -146,51 +146,22 @@ impl SystemAuth {
     /// and no organisation.
     pub fn verify(&self, token: &str) -> Result<SystemUser, AuthError> {
         let result = self
-            .check(token)
+            .check(token.as_bytes())
             .map(|user| user.with_context(self.inner.instance_id.clone(), None));
         self.record(&result);
         result
     }
 
     /// [`verify`](Self::verify) without the decision's log event and without a
-    /// request context (the caller sets it).
-    pub(crate) fn check(&self, token: &str) -> Result<SystemUser, AuthError> {
+    /// request context (the caller sets it). The token is bytes: a cached token is
+    /// found by them, and the checks only let base64url and dots pass.
+    pub(crate) fn check(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
         let inner = &*self.inner;
         let registry = inner.registry.load();
         let now = inner.verifier.now();
         inner
             .verifier
             .verify(token, &registry, now, &inner.metrics)
-            .map(system_user)
-    }
-
-    /// Whether verified tokens are cached (see [`check_cached`](Self::check_cached)).
-    pub(crate) fn caches_tokens(&self) -> bool {
-        self.inner.cache_capacity.is_some()
-    }
-
-    /// The verdict on a token the cache holds, found by its bytes alone (equal bytes
-    /// are the token that passed every check); `None` when the cache is off or does
-    /// not hold it, and [`check_fresh`](Self::check_fresh) is next.
-    pub(crate) fn check_cached(&self, token: &[u8]) -> Option<Result<SystemUser, AuthError>> {
-        let inner = &*self.inner;
-        inner.cache_capacity?;
-        let registry = inner.registry.load();
-        let now = inner.verifier.now();
-        let verdict = inner
-            .verifier
-            .cached(token, &registry, now, &inner.metrics)?;
-        Some(verdict.map(system_user))
-    }
-
-    /// Every check on a token the cache does not hold.
-    pub(crate) fn check_fresh(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
-        let inner = &*self.inner;
-        let registry = inner.registry.load();
-        let now = inner.verifier.now();
-        inner
-            .verifier
-            .verify_fresh(token, &registry, now)
             .map(system_user)
     }
 

@@ -132,7 +132,7 @@ impl<S> SystemAuthService<S> {
             // No token to check: `bearer_token` says why.
             Err(_) => match bearer_token_bytes(headers) {
                 Err(AuthError::MissingToken) if self.optional => return Ok(None),
-                token => token.and_then(|token| self.auth.check_fresh(token)),
+                token => token.and_then(|token| self.auth.check(token)),
             },
         };
         self.auth.record(&result);
@@ -153,17 +153,13 @@ impl<S> SystemAuthService<S> {
     /// The verdict on the token of a `Bearer` header, read as bytes.
     ///
     /// [`bearer_token`] would first check that the header is ASCII; that check is
-    /// only needed for a refusal. A token found in the cache passed every check, and
-    /// only a token of base64url and dots can pass them, so an accepted token's
-    /// header was ASCII; a refused one is refused for the header's encoding when it
+    /// only needed for a refusal. Only a token of base64url and dots passes the
+    /// checks (a cached one passed them before), so an accepted token's header was
+    /// ASCII; a refused one is refused for the header's encoding when it
     /// was not (the scheme and the spaces before the token are ASCII), as
     /// [`bearer_token`] refuses it.
     fn check(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
-        let cached = match self.auth.caches_tokens() {
-            true => self.auth.check_cached(token),
-            false => None,
-        };
-        match cached.unwrap_or_else(|| self.auth.check_fresh(token)) {
+        match self.auth.check(token) {
             Err(_) if !token.is_ascii() => Err(AuthError::Malformed(Malformed::HeaderEncoding)),
             result => result,
         }

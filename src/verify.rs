@@ -75,6 +75,16 @@ impl Algorithm {
     /// ZITADEL's default list.
     pub const DEFAULT: [Algorithm; 2] = [Algorithm::RS256, Algorithm::PS256];
 
+    /// Every algorithm this crate knows.
+    pub const ALL: [Algorithm; Algorithm::COUNT] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+
     /// The JOSE name, e.g. `RS256`.
     pub fn name(self) -> &'static str {
         match self {
@@ -156,19 +166,19 @@ impl Verifier {
     /// window checked again.
     pub fn verify(
         &self,
-        token: &str,
+        token: &[u8],
         registry: &Registry,
         now: i128,
         metrics: &Metrics,
     ) -> Result<Verified, AuthError> {
-        self.cached(token.as_bytes(), registry, now, metrics)
-            .unwrap_or_else(|| self.verify_fresh(token.as_bytes(), registry, now))
+        self.cached(token, registry, now, metrics)
+            .unwrap_or_else(|| self.verify_fresh(token, registry, now))
     }
 
     /// The result for exactly `token` if the registry's cache holds it (a cache
     /// that is on, and a token no longer than the limit), its times and its key's
     /// window checked again at `now`.
-    pub fn cached(
+    fn cached(
         &self,
         token: &[u8],
         registry: &Registry,
@@ -193,7 +203,7 @@ impl Verifier {
     /// Every check on a token the cache does not hold, which goes into the cache
     /// (if it is on) when it passes. The token is bytes: the checks read it as
     /// base64url, so it needs no separate check that it is text.
-    pub fn verify_fresh(
+    fn verify_fresh(
         &self,
         token: &[u8],
         registry: &Registry,
@@ -506,15 +516,7 @@ impl Header {
     fn known(encoded: &[u8]) -> Option<Header> {
         static KNOWN: OnceLock<Vec<(Vec<u8>, Header)>> = OnceLock::new();
         let known = KNOWN.get_or_init(|| {
-            let algorithms = [
-                Algorithm::RS256,
-                Algorithm::PS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ];
-            algorithms
+            Algorithm::ALL
                 .iter()
                 .flat_map(|alg| {
                     [

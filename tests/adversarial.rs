@@ -12,21 +12,18 @@
 //! exact: `exp` must be after `T + 1`, `iat` at most `T + 1` and at least `T - 3600`,
 //! `nbf` at most `T + 1` (ZITADEL's 1 s offset and 1 h age).
 
+mod common;
+
 use std::{
     path::Path,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, OnceLock, atomic::Ordering},
     time::{Duration, UNIX_EPOCH},
 };
 
 use aws_lc_rs::hmac;
 use axum::{
-    Router,
     body::Body,
     http::{HeaderValue, Request, StatusCode, header},
-    routing::get,
 };
 use base64::{
     Engine as _,
@@ -37,7 +34,7 @@ use rsa::{pkcs1, pkcs1::der::Decode as _, pkcs8::spki};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use zitadel_system_auth::{
-    Algorithm, AuthError, SystemAuth, SystemUser,
+    Algorithm, AuthError, SystemAuth,
     error::{AudienceHint, Claim, Malformed},
     testing::{KeyForm, TEST_AUDIENCE, TEST_USER, TestKey, TokenBuilder, write_config},
 };
@@ -229,27 +226,8 @@ fn wire(error: &AuthError) -> (StatusCode, String, u64) {
     }
 }
 
-/// `GET /` → a handler counting its calls, behind the layer.
-fn counting_app(auth: &SystemAuth) -> (Router, Arc<AtomicUsize>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let app = Router::new()
-        .route(
-            "/",
-            get(move |user: Option<SystemUser>| {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    user.map_or_else(|| "anonymous".to_owned(), |u| u.user_id().to_owned())
-                }
-            }),
-        )
-        .layer(auth.layer());
-    (app, calls)
-}
-
 async fn check(auth: &SystemAuth, case: Case) -> Result<(), String> {
-    let (app, calls) = counting_app(auth);
+    let (app, calls) = common::counting_app(auth.layer());
     let response = app
         .oneshot(case.request)
         .await

@@ -10,7 +10,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -19,7 +19,6 @@ use axum::{
     Router,
     body::Body,
     http::{Request, StatusCode, header},
-    routing::get,
 };
 use common::Captured;
 use http_body_util::BodyExt as _;
@@ -29,10 +28,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 use tower::ServiceExt as _;
-use zitadel_system_auth::{
-    SystemUser,
-    testing::{TEST_USER, TestSystem},
-};
+use zitadel_system_auth::testing::{TEST_USER, TestSystem};
 
 const INTERNAL_BODY: &str = "internal error while checking the token";
 
@@ -59,25 +55,6 @@ fn exploding() -> (TestSystem, Arc<AtomicBool>) {
         })
     });
     (system, armed)
-}
-
-/// `GET /` → the user id, counting calls, behind `layer`.
-fn counting_app(layer: zitadel_system_auth::SystemAuthLayer) -> (Router, Arc<AtomicUsize>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let app = Router::new()
-        .route(
-            "/",
-            get(move |user: Option<SystemUser>| {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    user.map_or_else(|| "anonymous".to_owned(), |u| u.user_id().to_owned())
-                }
-            }),
-        )
-        .layer(layer);
-    (app, calls)
 }
 
 struct Answer {
@@ -152,7 +129,7 @@ fn assert_panic_logged(log: &str, times: usize, token: &str) {
 async fn a_panic_while_deciding_is_answered_500_and_logged() {
     let (log, _guard) = capture();
     let (system, armed) = exploding();
-    let (app, calls) = counting_app(system.auth.layer());
+    let (app, calls) = common::counting_app(system.auth.layer());
     let token = system.token().build();
 
     // Control: the clock works.
@@ -186,7 +163,7 @@ async fn a_panic_while_deciding_is_answered_500_and_logged() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     // The optional layer panics the same way, and answers the same way.
-    let (optional, optional_calls) = counting_app(system.auth.optional_layer());
+    let (optional, optional_calls) = common::counting_app(system.auth.optional_layer());
     assert_internal(&send(&optional, Some(&token), false).await);
     assert_eq!(optional_calls.load(Ordering::SeqCst), 0);
 
@@ -261,7 +238,7 @@ fn raw_get(token: &str, close: bool) -> String {
 async fn over_tcp_the_connection_gets_a_500_and_the_server_keeps_serving() {
     let (log, _guard) = capture();
     let (system, armed) = exploding();
-    let (app, calls) = counting_app(system.auth.layer());
+    let (app, calls) = common::counting_app(system.auth.layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

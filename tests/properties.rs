@@ -50,14 +50,7 @@ const MAX_TOKEN_LENGTH: usize = 8 * 1024;
 const OTHER_USER: &str = "system-user-2";
 /// The configured users; `KEYS[i]` is `USERS[i]`'s key.
 const USERS: [&str; 2] = [TEST_USER, OTHER_USER];
-const ALGORITHMS: [Algorithm; 6] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
+const ALGORITHMS: [Algorithm; 6] = Algorithm::ALL;
 
 static KEYS: LazyLock<[TestKey; 2]> = LazyLock::new(|| [TestKey::generate(), TestKey::generate()]);
 

@@ -1107,17 +1107,7 @@ fn hs256_with_the_public_key_as_secret_is_refused() {
             AuthError::AlgorithmNotAllowed
         );
         // Even when every RSA algorithm is allowed.
-        let all = builder_at(T, 0)
-            .algorithms([
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ])
-            .build()
-            .unwrap();
+        let all = builder_at(T, 0).algorithms(Algorithm::ALL).build().unwrap();
         assert_eq!(refused(all.verify(&token)), AuthError::AlgorithmNotAllowed);
     }
 }

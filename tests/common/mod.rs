@@ -342,3 +342,29 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
+
+/// `GET /` → the caller's user id (`anonymous` without one), counting its calls,
+/// behind `layer`.
+pub fn counting_app(
+    layer: zitadel_system_auth::SystemAuthLayer,
+) -> (Router, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = Router::new()
+        .route(
+            "/",
+            axum::routing::get(move |user: Option<zitadel_system_auth::SystemUser>| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    user.map_or_else(|| "anonymous".to_owned(), |u| u.user_id().to_owned())
+                }
+            }),
+        )
+        .layer(layer);
+    (app, calls)
+}
