@@ -59,14 +59,7 @@ const T: u64 = 1_700_000_000;
 const MAX_TIME: u64 = 253_402_300_799;
 const MAX_TOKEN_LENGTH: usize = 8 * 1024;
 const USERS: [&str; 2] = [TEST_USER, "system-user-2"];
-const ALGORITHMS: [Algorithm; 6] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
+const ALGORITHMS: [Algorithm; 6] = Algorithm::ALL;
 
 struct World {
     /// `pairs[i]` is `USERS[i]`'s key.
