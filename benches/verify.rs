@@ -15,8 +15,9 @@
 //!   rounds (12 to 17 s on a busy 2-core VM);
 //! - within a round the cases a target compares run next to each other (see
 //!   `INTERLEAVED_ORDER`: floor, verify_uncached, layer_uncached,
-//!   jwt_authorizer_layer, layer_cached, router_no_layer, the refusals, the two
-//!   registry sizes, then each 1-thread case beside its 2-thread case), so each
+//!   jwt_authorizer_layer, layer_cached, router_no_layer, the per-route cases, the
+//!   refusals, the two registry sizes, then each 1-thread case beside its 2-thread
+//!   case), so each
 //!   ratio's two times are taken milliseconds apart;
 //! - every other round runs that order backwards (A B, then B A), so a steady
 //!   drift in the machine's speed favours each side of a pair equally often;
@@ -47,13 +48,21 @@
 //!   and on with the same token again and again.
 //! - `layer_uncached`, `layer_cached`, `router_no_layer`, `jwt_authorizer_layer`:
 //!   `GET /` with an `Authorization` header through a Router with `oneshot`, on a
-//!   current-thread tokio runtime (one `block_on` around the loop; the Router is
-//!   cloned in every iteration; the requests are built before the timer starts, as
-//!   a server's HTTP stack builds them, see `through`).
+//!   current-thread tokio runtime (one `block_on` around the loop; the service is
+//!   cloned in every iteration, as `axum::serve` clones it for every request; the
+//!   requests are built just before, untimed, see `through`). The layer wraps the
+//!   Router (`auth.layer().layer(router)`), and jwt-authorizer's the same Router on
+//!   axum 0.7: each layer's cost, with nothing that axum adds for a layer.
+//! - `layer_uncached_per_route`, `layer_cached_per_route`,
+//!   `router_noop_layer_per_route`: the layer on the routes instead
+//!   (`Router::layer`, like `route_layer`), and a layer that does nothing there.
+//!   axum boxes a layered route once more, which every request then pays for
+//!   whatever the layer does; these are printed for information, under the
+//!   targets.
 //! - `refuse_*`: tokens that must be refused before any RSA (cache off).
 //! - `verify_uncached_1_user`, `verify_uncached_10000_users`: the registry's size.
 //! - `*_1_thread`, `*_2_threads`: the same operation on 1 or 2 threads at once
-//!   (`layer_cached_*`: each thread with its own Router, sharing the `SystemAuth`).
+//!   (`layer_cached_*`: each thread with its own service, sharing the `SystemAuth`).
 
 mod common;
 #[path = "common/report.rs"]
@@ -76,9 +85,9 @@ use axum::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use criterion::Criterion;
 use tokio::runtime::Runtime;
-use tower::ServiceExt as _;
+use tower::{Layer as _, ServiceExt as _};
 use zitadel_system_auth::{
-    AuthError, SystemAuth,
+    AuthError, SystemAuth, SystemAuthService,
     error::{AudienceHint, Malformed},
 };
 
@@ -175,7 +184,7 @@ impl Fixture {
     }
 
     /// Checks, once, that every case does what its name says.
-    fn check(&self, rt: &Runtime, jwt_authorizer: &axum07::Router) {
+    fn check(&self, rt: &Runtime, jwt_authorizer: &JwtAuthorizerApp) {
         let key = self.parsed_key();
         key.verify_sig(&self.signing_input, &self.signature)
             .expect("floor verifies");
@@ -207,19 +216,18 @@ impl Fixture {
             AuthError::UnknownUser
         );
         rt.block_on(async {
-            for (app, status) in [
-                (router(Some(&self.auth_uncached)), StatusCode::OK),
-                (router(Some(&self.auth_cached)), StatusCode::OK),
-                (router(None), StatusCode::OK),
-            ] {
-                let response = app.oneshot(self.request()).await.expect("infallible");
-                assert_eq!(response.status(), status);
+            let no_token = || Request::get("/").body(Body::empty()).expect("request");
+            for auth in [&self.auth_uncached, &self.auth_cached] {
+                assert_eq!(status(protected(auth), self.request()).await, 200);
+                assert_eq!(status(protected(auth), no_token()).await, 401);
+                assert_eq!(status(per_route(auth.layer()), self.request()).await, 200);
+                assert_eq!(status(per_route(auth.layer()), no_token()).await, 401);
             }
-            let response = router(Some(&self.auth_uncached))
-                .oneshot(Request::get("/").body(Body::empty()).expect("request"))
-                .await
-                .expect("infallible");
-            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(status(router(), self.request()).await, 200);
+            assert_eq!(
+                status(per_route(tower::layer::util::Identity::new()), no_token()).await,
+                200
+            );
             let response = jwt_authorizer
                 .clone()
                 .oneshot(self.request07())
@@ -257,23 +265,65 @@ impl Fixture {
     }
 }
 
-/// `GET /` answering "ok", behind this crate's layer when `auth` is given.
+/// The status `app` answers `request` with.
+async fn status<S>(app: S, request: Request<Body>) -> StatusCode
+where
+    S: tower::Service<
+            Request<Body>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+{
+    let Ok(response) = app.oneshot(request).await;
+    response.status()
+}
+
+/// `GET /` answering "ok", with no authentication.
 ///
 /// Every Router case (jwt-authorizer's too) is finished with `with_state(())`, as
 /// `axum::serve` finishes a Router (`into_make_service` calls it): the routes, and
 /// the layers on them, are then built once instead of again for every request.
-fn router(auth: Option<&SystemAuth>) -> Router {
-    let app = Router::new().route("/", get(|| async { "ok" }));
-    let app = match auth {
-        Some(auth) => app.layer(auth.layer()),
-        None => app,
-    };
-    app.with_state(())
+fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .with_state(())
 }
 
-/// The same Router shape on axum 0.7 behind jwt-authorizer, configured with the same
-/// public key, `aud` checked, `iss` not.
-fn jwt_authorizer_router(rt: &Runtime, public_pem: &str) -> axum07::Router {
+/// [`router`] wrapped in this crate's layer, as a service that answers only to
+/// system users wraps its Router: what `layer_*` measure. Every request meets the
+/// layer before routing, and axum adds nothing of its own for the layer.
+fn protected(auth: &SystemAuth) -> SystemAuthService<Router> {
+    auth.layer().layer(router())
+}
+
+/// [`router`] with `layer` on its routes (`Router::layer`, as `route_layer`
+/// does): what `*_per_route` measure. axum boxes every layered route once more,
+/// so each request also pays for a second boxed service and future, whatever
+/// the layer does (`router_noop_layer_per_route` measures that share alone).
+fn per_route<L>(layer: L) -> Router
+where
+    L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+    L::Service: tower::Service<Request<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<Request<Body>>>::Response: axum::response::IntoResponse + 'static,
+    <L::Service as tower::Service<Request<Body>>>::Future: Send + 'static,
+{
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer)
+        .with_state(())
+}
+
+/// The service jwt-authorizer makes of a Router.
+type JwtAuthorizerApp =
+    jwt_authorizer::layer::AuthorizationService<axum07::Router, jwt_authorizer::RegisteredClaims>;
+
+/// The same shape on axum 0.7: the Router wrapped in jwt-authorizer's layer,
+/// configured with the same public key, `aud` checked, `iss` not.
+fn jwt_authorizer_app(rt: &Runtime, public_pem: &str) -> JwtAuthorizerApp {
     use jwt_authorizer::{IntoLayer as _, JwtAuthorizer, RegisteredClaims, Validation};
     let authorizer = rt
         .block_on(
@@ -282,10 +332,10 @@ fn jwt_authorizer_router(rt: &Runtime, public_pem: &str) -> axum07::Router {
                 .build(),
         )
         .expect("jwt-authorizer builds");
-    axum07::Router::new()
+    let app = axum07::Router::new()
         .route("/", axum07::routing::get(|| async { "ok" }))
-        .layer(authorizer.into_layer())
-        .with_state(())
+        .with_state(());
+    authorizer.into_layer().layer(app)
 }
 
 fn current_thread_runtime() -> Runtime {
@@ -359,11 +409,12 @@ fn timed<'a>(mut op: impl FnMut() + 'a) -> Routine<'a> {
 }
 
 /// The harness of every Router case: one `block_on` around the loop; each
-/// iteration clones the Router and sends a request with `oneshot`.
+/// iteration clones the service and sends a request with `oneshot`.
 ///
-/// The requests are built before the timer starts, [`REQUEST_BATCH`] at a time: in
-/// a server the HTTP stack builds them, and these cases time what the Router (and
-/// the layer on it) do with a request. (The current-thread runtime runs everything
+/// The requests are built untimed, [`REQUEST_BATCH`] at a time just before they
+/// are sent: in a server the HTTP stack builds a request and hands it over at
+/// once, still fresh in the CPU's caches, and these cases time what the Router
+/// (and the layer on it) do with it. (The current-thread runtime runs everything
 /// on this thread, so the CPU clock sees all of it.)
 fn through<'a, S, B>(rt: &'a Runtime, app: S, request: impl Fn() -> B + 'a) -> Routine<'a>
 where
@@ -390,8 +441,11 @@ where
     })
 }
 
-/// How many requests [`through`] builds ahead of a timed stretch.
-const REQUEST_BATCH: u64 = 256;
+/// How many requests [`through`] builds ahead of a timed stretch: few, so that
+/// each is sent soon after it was built (building a few hundred ahead left each
+/// one cold in the caches by the time it was sent, which no server does), and
+/// enough that reading the clock around the stretch costs nothing measurable.
+const REQUEST_BATCH: u64 = 8;
 
 /// Runs a workload on `threads` threads at once and returns the time per operation
 /// times `iters`, which is what criterion's `iter_custom` wants.
@@ -450,7 +504,7 @@ where
 fn cases<'a>(
     fx: &'a Fixture,
     rt: &'a Runtime,
-    jwt_authorizer: &'a axum07::Router,
+    jwt_authorizer: &'a JwtAuthorizerApp,
 ) -> Vec<(&'static str, Routine<'a>)> {
     let mut cases: Vec<(&'static str, Routine<'a>)> = Vec::new();
 
@@ -481,19 +535,32 @@ fn cases<'a>(
     // 3. Through a Router.
     cases.push((
         "layer_uncached",
-        through(rt, router(Some(&fx.auth_uncached)), || fx.request()),
+        through(rt, protected(&fx.auth_uncached), || fx.request()),
     ));
     cases.push((
         "layer_cached",
-        through(rt, router(Some(&fx.auth_cached)), || fx.request()),
+        through(rt, protected(&fx.auth_cached), || fx.request()),
     ));
-    cases.push((
-        "router_no_layer",
-        through(rt, router(None), || fx.request()),
-    ));
+    cases.push(("router_no_layer", through(rt, router(), || fx.request())));
     cases.push((
         "jwt_authorizer_layer",
         through(rt, jwt_authorizer.clone(), || fx.request07()),
+    ));
+    // The same with the layer on the routes instead, and the share of that which
+    // axum takes for any layer there.
+    cases.push((
+        "layer_uncached_per_route",
+        through(rt, per_route(fx.auth_uncached.layer()), || fx.request()),
+    ));
+    cases.push((
+        "layer_cached_per_route",
+        through(rt, per_route(fx.auth_cached.layer()), || fx.request()),
+    ));
+    cases.push((
+        "router_noop_layer_per_route",
+        through(rt, per_route(tower::layer::util::Identity::new()), || {
+            fx.request()
+        }),
     ));
 
     // 4. Refusals that must not reach RSA.
@@ -566,7 +633,7 @@ fn cases<'a>(
             }),
         ));
     }
-    // `layer_cached` on 1 or 2 threads. Each thread builds its own Router (and its
+    // `layer_cached` on 1 or 2 threads. Each thread builds its own service (and its
     // own current-thread runtime) in its setup, as each worker of a server holds
     // its own service: the threads share only the `SystemAuth` (its cache, its
     // registry), which is what this crate is responsible for. Cloning one shared
@@ -579,7 +646,7 @@ fn cases<'a>(
             Box::new(move |iters| {
                 on_threads(threads, iters, || {
                     let rt = current_thread_runtime();
-                    let app = router(Some(&fx.auth_cached));
+                    let app = protected(&fx.auth_cached);
                     move |n| {
                         rt.block_on(async {
                             for _ in 0..n {
@@ -609,6 +676,9 @@ const INTERLEAVED_ORDER: &[&str] = &[
     "jwt_authorizer_layer",
     "layer_cached",
     "router_no_layer",
+    "router_noop_layer_per_route",
+    "layer_cached_per_route",
+    "layer_uncached_per_route",
     "verify_cached",
     "refuse_malformed",
     "refuse_wrong_aud",
@@ -701,7 +771,7 @@ fn main() {
     let started = SystemTime::now();
     let fx = Fixture::new();
     let rt = current_thread_runtime();
-    let jwt_authorizer = jwt_authorizer_router(&rt, &fx.key.public_pem);
+    let jwt_authorizer = jwt_authorizer_app(&rt, &fx.key.public_pem);
     fx.check(&rt, &jwt_authorizer);
     let mut cases = cases(&fx, &rt, &jwt_authorizer);
     assert_eq!(
@@ -769,6 +839,7 @@ fn main() {
          rounds decides; p25..p75 is the interquartile range of the per-round values.\n"
     );
     println!("{}", report::interleaved_targets_table(&results));
+    println!("{}", report::per_route_table(&results));
 }
 
 /// A whole number from the environment variable `name`, if set (panics if it is

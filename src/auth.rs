@@ -158,10 +158,9 @@ impl SystemAuth {
     pub(crate) fn check(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
         let inner = &*self.inner;
         let registry = inner.registry.load();
-        let now = inner.verifier.now();
         inner
             .verifier
-            .verify(token, &registry, now, &inner.metrics)
+            .verify(token, &registry, &inner.metrics)
             .map(system_user)
     }
 
@@ -521,7 +520,7 @@ impl SystemAuthBuilder {
                 clock_offset: self.clock_offset,
                 max_token_age: self.max_token_age,
                 max_token_length: self.max_token_length,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemTime::now)),
+                clock: self.clock,
             },
             registry: ArcSwap::from_pointee(registry),
             instance_id: self.instance_id.map(Arc::from),

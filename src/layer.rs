@@ -54,13 +54,13 @@ use std::{
     future::Future,
     panic::AssertUnwindSafe,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, LazyLock},
     task::{Context, Poll, ready},
 };
 
 use axum::{
     body::Body,
-    http::{HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION},
+    http::{Extensions, HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION},
     response::IntoResponse,
 };
 use bytes::Bytes;
@@ -193,7 +193,11 @@ where
         match decision {
             Ok(user) => {
                 if let Some(user) = user {
-                    request.extensions_mut().insert(user);
+                    let extensions = request.extensions_mut();
+                    if extensions.is_empty() {
+                        *extensions = ROOMY_EXTENSIONS.clone();
+                    }
+                    extensions.insert(user);
                 }
                 ResponseFuture::inner(self.inner.call(request))
             }
@@ -201,6 +205,27 @@ where
         }
     }
 }
+
+/// An empty extension map with room for seven extensions, to clone for a request
+/// that has none yet.
+///
+/// A request a server has just parsed carries no extensions. Around a Router, the
+/// layer adds the [`SystemUser`] and axum then adds three of its own (the original
+/// URI, the matched path, the path parameters): four, one more than a map's first
+/// allocation holds, so the map would be allocated twice and rehashed on every
+/// request. A clone of this map keeps its room and allocates once. (Were a clone
+/// ever to drop the spare room, the map would only grow as before.)
+static ROOMY_EXTENSIONS: LazyLock<Extensions> = LazyLock::new(|| {
+    #[derive(Clone)]
+    struct Room<const N: usize>;
+    let mut extensions = Extensions::new();
+    extensions.insert(Room::<0>);
+    extensions.insert(Room::<1>);
+    extensions.insert(Room::<2>);
+    extensions.insert(Room::<3>);
+    extensions.clear();
+    extensions
+});
 
 /// How a refusal is answered: ZITADEL's REST error, or a gRPC status for a gRPC
 /// request (`content-type: application/grpc...`).
@@ -325,5 +350,20 @@ where
                 Poll::Ready(Ok(response))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roomy_extensions_are_empty_and_stay_so() {
+        assert!(ROOMY_EXTENSIONS.is_empty());
+        let mut extensions = ROOMY_EXTENSIONS.clone();
+        assert_eq!(extensions.len(), 0);
+        extensions.insert(7u8);
+        assert_eq!(extensions.get::<u8>(), Some(&7));
+        assert!(ROOMY_EXTENSIONS.is_empty());
     }
 }

@@ -135,7 +135,8 @@ pub(crate) struct Verifier {
     pub clock_offset: Duration,
     pub max_token_age: Duration,
     pub max_token_length: usize,
-    pub clock: Clock,
+    /// A clock set with the builder's `clock`; `None` reads the system clock.
+    pub clock: Option<Clock>,
 }
 
 /// A token that passed every check.
@@ -158,31 +159,48 @@ impl From<&CachedToken> for Verified {
 impl Verifier {
     /// The clock's reading, in nanoseconds since the Unix epoch.
     pub fn now(&self) -> i128 {
-        nanos_since_epoch((self.clock)())
+        match &self.clock {
+            Some(clock) => nanos_since_epoch(clock()),
+            None => nanos_since_epoch(SystemTime::now()),
+        }
     }
 
-    /// Runs every check on `token` against the users in `registry`, at `now`. A
-    /// token found in the registry's cache only has its times and its key's validity
-    /// window checked again.
+    /// Whether the system's coarse clock shows that the clock reads inside
+    /// `window` now. When it does not, [`now`](Self::now) decides.
+    ///
+    /// The coarse clock is the time at the kernel's last tick, so it is never ahead
+    /// of [`now`](Self::now) and at most a tick (a few milliseconds) behind it. A
+    /// coarse reading at or after the window's start, and more than
+    /// [`COARSE_CLOCK_MARGIN`] before its end, therefore puts the precise reading in
+    /// the window too, and a cache hit then costs no precise clock read. Only the
+    /// system clock has a coarse twin: with the builder's `clock`, this is `false`.
+    fn coarsely_inside(&self, window: &Range<i128>) -> bool {
+        self.clock.is_none()
+            && coarse_now().is_some_and(|coarse| {
+                window.start <= coarse && coarse < window.end - COARSE_CLOCK_MARGIN
+            })
+    }
+
+    /// Runs every check on `token` against the users in `registry`, at the
+    /// clock's reading. A token found in the registry's cache only has its times
+    /// and its key's validity window checked again.
     pub fn verify(
         &self,
         token: &[u8],
         registry: &Registry,
-        now: i128,
         metrics: &Metrics,
     ) -> Result<Verified, AuthError> {
-        self.cached(token, registry, now, metrics)
-            .unwrap_or_else(|| self.verify_fresh(token, registry, now))
+        self.cached(token, registry, metrics)
+            .unwrap_or_else(|| self.verify_fresh(token, registry, self.now()))
     }
 
     /// The result for exactly `token` if the registry's cache holds it (a cache
     /// that is on, and a token no longer than the limit), its times and its key's
-    /// window checked again at `now`.
+    /// window checked again against the clock.
     fn cached(
         &self,
         token: &[u8],
         registry: &Registry,
-        now: i128,
         metrics: &Metrics,
     ) -> Option<Result<Verified, AuthError>> {
         if token.len() > self.max_token_length {
@@ -190,9 +208,12 @@ impl Verifier {
         }
         let cache = registry.cache()?;
         let hit = cache.get(token, |cached| {
-            if !cached.window.contains(&now) {
-                // Only to name the check that fails.
-                self.recheck(now, cached)?;
+            if !self.coarsely_inside(&cached.window) {
+                let now = self.now();
+                if !cached.window.contains(&now) {
+                    // Only to name the check that fails.
+                    self.recheck(now, cached)?;
+                }
             }
             Ok(cached.into())
         });
@@ -453,6 +474,25 @@ fn decode_part<'o>(
         Ok(decoded) => Ok(decoded),
         Err(_) => Err(malformed()),
     }
+}
+
+/// How far before a cached token's window ends the coarse clock stops being
+/// enough (see `Verifier::coarsely_inside`): far more than a kernel tick, so the
+/// coarse clock's lag never matters, and a small part of any token's lifetime.
+const COARSE_CLOCK_MARGIN: i128 = NANOS;
+
+/// The system's coarse real-time clock (`CLOCK_REALTIME_COARSE`), in nanoseconds
+/// since the Unix epoch.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn coarse_now() -> Option<i128> {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    Some(i128::from(time.tv_sec) * NANOS + i128::from(time.tv_nsec))
+}
+
+/// No coarse clock here: every check reads the precise one.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn coarse_now() -> Option<i128> {
+    None
 }
 
 fn nanos_since_epoch(time: SystemTime) -> i128 {
@@ -828,6 +868,63 @@ impl<'de> Visitor<'de> for ValueVisitor {
 mod tests {
     use super::*;
 
+    /// The coarse clock is never ahead of the precise one, and lags it by far less
+    /// than the margin a cache hit keeps from the end of its window.
+    #[test]
+    fn the_coarse_clock_trails_the_precise_one_by_less_than_the_margin() {
+        for _ in 0..10_000 {
+            let before = nanos_since_epoch(SystemTime::now());
+            let Some(coarse) = coarse_now() else {
+                return; // no coarse clock on this platform: nothing relies on one
+            };
+            let after = nanos_since_epoch(SystemTime::now());
+            assert!(coarse <= after, "coarse clock {} ns ahead", coarse - after);
+            assert!(
+                before - coarse < COARSE_CLOCK_MARGIN,
+                "coarse clock {} ns behind",
+                before - coarse
+            );
+        }
+    }
+
+    /// Only a window the coarse clock is well inside skips the precise clock, and
+    /// never with a clock set by the builder.
+    #[test]
+    fn only_a_window_well_inside_skips_the_precise_clock() {
+        let verifier = |clock: Option<Clock>| Verifier {
+            audiences: Box::new([]),
+            algorithms: 0,
+            clock_offset: Duration::ZERO,
+            max_token_age: Duration::ZERO,
+            max_token_length: 0,
+            clock,
+        };
+        let system = verifier(None);
+        let now = system.now();
+        // From `from` to `until` milliseconds from now.
+        let around = |from: i128, until: i128| now + from * 1_000_000..now + until * 1_000_000;
+        if coarse_now().is_some() {
+            assert!(system.coarsely_inside(&around(-60_000, 60_000)));
+        }
+        let outside = [
+            around(-60_000, 500),
+            around(-60_000, 0),
+            around(2_000, 60_000),
+            around(-60_000, -1_000),
+        ];
+        for window in outside.iter().cloned().chain([around(-60_000, 60_000)]) {
+            let fixed = verifier(Some(Arc::new(SystemTime::now)));
+            assert!(
+                !fixed.coarsely_inside(&window),
+                "{window:?} with a set clock"
+            );
+        }
+        // Ends within the margin, ended, or not begun: the precise clock decides.
+        for window in outside {
+            assert!(!system.coarsely_inside(&window), "{window:?}");
+        }
+    }
+
     /// A cache hit accepts exactly when every check passes: the window worked out at
     /// insert time agrees with the checks, at and around each of their edges.
     #[test]
@@ -865,7 +962,7 @@ mod tests {
                     clock_offset: offset,
                     max_token_age: max_age,
                     max_token_length: 0,
-                    clock: Arc::new(SystemTime::now),
+                    clock: None,
                 };
                 for (iat, exp, nbf, validity) in [
                     (base, base + 3600, None, None),

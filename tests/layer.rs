@@ -1124,3 +1124,56 @@ async fn a_reload_through_one_handle_is_seen_by_its_clones_and_layers() {
         &AuthError::InvalidSignature,
     );
 }
+
+/// Around a whole Router (the request has no extensions yet when the layer adds
+/// the user), the handler sees the user and every extension axum adds after it.
+#[tokio::test]
+async fn a_router_wrapped_in_the_layer_gives_handlers_the_user_and_axums_extensions() {
+    use axum::extract::{MatchedPath, OriginalUri, Path};
+    let router =
+        Router::new().route(
+            "/instances/{id}",
+            get(
+                |user: SystemUser,
+                 matched: MatchedPath,
+                 uri: OriginalUri,
+                 Path(id): Path<String>| async move {
+                    format!("{} {} {} {id}", user.user_id(), matched.as_str(), uri.0)
+                },
+            ),
+        );
+    let app = auth().layer().layer(router);
+    let get_with = |path: &str, token: Option<&str>| {
+        let request = Request::get(path);
+        match token {
+            Some(token) => request.header("authorization", bearer(token)),
+            None => request,
+        }
+        .body(Body::empty())
+        .unwrap()
+    };
+    for _ in 0..3 {
+        let response = app
+            .clone()
+            .oneshot(get_with("/instances/42?x=1", Some(&token())))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            body_text(response).await,
+            format!("{USER} /instances/{{id}} /instances/42?x=1 42")
+        );
+    }
+    let response = app
+        .clone()
+        .oneshot(get_with("/instances/42", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = app
+        .clone()
+        .oneshot(get_with("/elsewhere", Some(&token())))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

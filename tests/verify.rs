@@ -1990,3 +1990,62 @@ fn a_cached_token_is_checked_again_for_nbf_when_the_clock_moves_back() {
     now.store(T + 100, Ordering::SeqCst);
     ok(auth.verify(&token));
 }
+
+/// With the system clock, a cache hit reads the cheap coarse clock unless the
+/// token's window is about to end: a cached token is still accepted exactly until
+/// `exp` (with the clock offset) and refused from then on, as a fresh check would.
+#[test]
+fn a_cached_token_is_refused_from_the_moment_it_expires_on_the_system_clock() {
+    use std::time::SystemTime;
+    use zitadel_system_auth::testing::rsa_operations_on_this_thread;
+    let offset = Duration::from_secs(1);
+    let auth = SystemAuth::builder()
+        .config_yaml(&common::default_config())
+        .watch(false)
+        .clock_offset(offset)
+        .build()
+        .unwrap();
+    let nanos = |time: SystemTime| time.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Valid while now + 1 s < exp: for one to two seconds from here.
+    let exp = now + 3;
+    let token = key().rs256(&claims(now, exp));
+    let expires = u128::from(exp) * 1_000_000_000 - offset.as_nanos();
+    ok(auth.verify(&token)); // verified and cached
+    let rsa_before = rsa_operations_on_this_thread();
+    let (mut hits, deadline) = (0u64, SystemTime::now() + Duration::from_secs(30));
+    loop {
+        let before = nanos(SystemTime::now());
+        let result = auth.verify(&token);
+        let after = nanos(SystemTime::now());
+        match result {
+            Ok(_) => {
+                assert!(
+                    before < expires,
+                    "accepted {} ns after expiry",
+                    before - expires
+                );
+                hits += 1;
+            }
+            Err(error) => {
+                assert_eq!(error, AuthError::Expired);
+                assert!(
+                    after >= expires,
+                    "refused {} ns before expiry",
+                    expires - after
+                );
+                break;
+            }
+        }
+        assert!(SystemTime::now() < deadline, "still accepted 30 s later");
+    }
+    assert!(hits > 100, "only {hits} cache hits before expiry");
+    assert_eq!(
+        rsa_operations_on_this_thread(),
+        rsa_before,
+        "every hit came from the cache"
+    );
+}

@@ -73,13 +73,13 @@ pub const CASES: &[Case] = &[
         "layer_uncached",
         1,
         Kind::Ours,
-        "Router + layer, oneshot, cache off",
+        "layer around the Router, oneshot, cache off",
     ),
     case(
         "layer_cached",
         1,
         Kind::Ours,
-        "Router + layer, oneshot, cache on",
+        "layer around the Router, oneshot, cache on",
     ),
     case(
         "router_no_layer",
@@ -91,7 +91,25 @@ pub const CASES: &[Case] = &[
         "jwt_authorizer_layer",
         1,
         Kind::Other,
-        "jwt-authorizer 0.15 on an axum 0.7 Router",
+        "jwt-authorizer 0.15 around an axum 0.7 Router",
+    ),
+    case(
+        "layer_uncached_per_route",
+        1,
+        Kind::Ours,
+        "layer on the routes (Router::layer), cache off",
+    ),
+    case(
+        "layer_cached_per_route",
+        1,
+        Kind::Ours,
+        "layer on the routes (Router::layer), cache on",
+    ),
+    case(
+        "router_noop_layer_per_route",
+        1,
+        Kind::Baseline,
+        "the Router with a do-nothing layer on the routes",
     ),
     case(
         "refuse_malformed",
@@ -157,13 +175,13 @@ pub const CASES: &[Case] = &[
         "layer_cached_1_thread",
         1,
         Kind::Ours,
-        "layer cached, 1 thread, its own Router",
+        "layer cached, 1 thread, its own service",
     ),
     case(
         "layer_cached_2_threads",
         2,
         Kind::Ours,
-        "layer cached, 2 threads at once, a Router each",
+        "layer cached, 2 threads at once, a service each",
     ),
 ];
 
@@ -413,6 +431,70 @@ pub fn targets(time: impl Fn(&str) -> Option<f64>) -> Vec<Target> {
     out
 }
 
+/// Figures that are not targets: the layer on the routes (`Router::layer`)
+/// instead of around the Router, and the share of that which axum takes for any
+/// layer on the routes. `(label, value)`, from the time per operation of each case.
+pub fn per_route_figures(time: impl Fn(&str) -> Option<f64>) -> Vec<(&'static str, Option<f64>)> {
+    let over_floor = |a: &str, b: Option<&str>| {
+        let extra = match b {
+            Some(b) => time(a).zip(time(b)).map(|(a, b)| a - b),
+            None => time(a),
+        };
+        extra.zip(time("floor")).map(|(e, f)| e / f)
+    };
+    vec![
+        (
+            "layer_uncached_per_route / floor",
+            over_floor("layer_uncached_per_route", None),
+        ),
+        (
+            "(layer_cached_per_route − router_no_layer) / floor",
+            over_floor("layer_cached_per_route", Some("router_no_layer")),
+        ),
+        (
+            "(router_noop_layer_per_route − router_no_layer) / floor: axum's share",
+            over_floor("router_noop_layer_per_route", Some("router_no_layer")),
+        ),
+        (
+            "(layer_cached_per_route − router_noop_layer_per_route) / floor: the layer's",
+            over_floor(
+                "layer_cached_per_route",
+                Some("router_noop_layer_per_route"),
+            ),
+        ),
+    ]
+}
+
+/// [`per_route_figures`] over the rounds of the interleaved pass (median and
+/// p25..p75), or for criterion's means (`rounds` of one), as a Markdown table.
+pub fn per_route_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
+    let mut out = String::new();
+    out.push_str("| the layer on the routes, for information | median | p25..p75 |\n");
+    out.push_str("| --- | ---: | ---: |\n");
+    let per_round: Vec<_> = rounds
+        .iter()
+        .map(|r| per_route_figures(|name| r.get(name).copied()))
+        .collect();
+    let Some(first) = per_round.first() else {
+        return out;
+    };
+    for (i, (label, _)) in first.iter().enumerate() {
+        let values: Vec<f64> = per_round.iter().filter_map(|f| f[i].1).collect();
+        if values.is_empty() {
+            let _ = writeln!(out, "| {label} | not measured | |");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {label} | {:.3} | {:.3}..{:.3} |",
+            quantile(&values, 0.5),
+            quantile(&values, 0.25),
+            quantile(&values, 0.75),
+        );
+    }
+    out
+}
+
 /// The targets for criterion's results.
 pub fn verdicts(estimates: &BTreeMap<&'static str, Estimate>) -> Vec<Target> {
     targets(|name| estimates.get(name).map(|e| e.mean_ns))
@@ -549,4 +631,9 @@ pub fn print_report(dir: &Path, since: Option<SystemTime>) {
     println!("{}", markdown_table(&estimates, since));
     println!("Targets from criterion's means (cases measured one after another):\n");
     println!("{}", verdict_table(&verdicts(&estimates)));
+    let means = estimates
+        .iter()
+        .map(|(name, e)| (*name, e.mean_ns))
+        .collect();
+    println!("{}", per_route_table(&[means]));
 }
