@@ -1,7 +1,7 @@
 //! What a request costs: this crate against the RSA operation it cannot avoid, and
 //! against jwt-authorizer, in one run so that the ratios hold on a noisy machine.
 //!
-//! `cargo bench --bench verify` runs every case with criterion (about 2 minutes on
+//! `cargo bench --bench verify` runs every case with criterion (about 3 minutes on
 //! 2 cores) and prints a Markdown table and each target with PASS or FAIL, read
 //! back from criterion's results (the mean time per operation): "criterion means,
 //! cases measured one after another". Criterion measures each case on its own,
@@ -12,13 +12,12 @@
 //! verdict of the run, printed last under "Verdict (interleaved pass, medians over
 //! N rounds)":
 //! - every case runs for a slice of about 4 ms in turn, round after round, 150
-//!   rounds (12 to 17 s on a busy 2-core VM);
+//!   rounds (15 to 20 s on a busy 2-core VM);
 //! - within a round the cases a target compares run next to each other (see
 //!   `INTERLEAVED_ORDER`: floor, verify_uncached, layer_uncached,
 //!   jwt_authorizer_layer, layer_cached, router_no_layer, the per-route cases, the
 //!   refusals, the two registry sizes, then each 1-thread case beside its 2-thread
-//!   case), so each
-//!   ratio's two times are taken milliseconds apart;
+//!   case), so each ratio's two times are taken milliseconds apart;
 //! - every other round runs that order backwards (A B, then B A), so a steady
 //!   drift in the machine's speed favours each side of a pair equally often;
 //! - each target is checked in every round; its median over the rounds decides

@@ -59,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{}", report::markdown_table(&estimates, None));
     println!("{}", report::verdict_table(&report::verdicts(&estimates)));
+    println!("{}", report::per_route_means_table(&estimates));
 
     let bars: Vec<(&report::Case, f64)> = CASES
         .iter()

@@ -465,34 +465,51 @@ pub fn per_route_figures(time: impl Fn(&str) -> Option<f64>) -> Vec<(&'static st
     ]
 }
 
-/// [`per_route_figures`] over the rounds of the interleaved pass (median and
-/// p25..p75), or for criterion's means (`rounds` of one), as a Markdown table.
+/// [`per_route_figures`] as a Markdown table: over the rounds of the interleaved
+/// pass (median and p25..p75), or for criterion's means (one "round").
 pub fn per_route_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
-    let mut out = String::new();
-    out.push_str("| the layer on the routes, for information | median | p25..p75 |\n");
-    out.push_str("| --- | ---: | ---: |\n");
     let per_round: Vec<_> = rounds
         .iter()
         .map(|r| per_route_figures(|name| r.get(name).copied()))
         .collect();
+    let mut out = String::new();
     let Some(first) = per_round.first() else {
         return out;
     };
+    let means = per_round.len() == 1;
+    out.push_str(if means {
+        "| the layer on the routes, for information | from the means |\n| --- | ---: |\n"
+    } else {
+        "| the layer on the routes, for information | median | p25..p75 |\n| --- | ---: | ---: |\n"
+    });
     for (i, (label, _)) in first.iter().enumerate() {
         let values: Vec<f64> = per_round.iter().filter_map(|f| f[i].1).collect();
-        if values.is_empty() {
-            let _ = writeln!(out, "| {label} | not measured | |");
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "| {label} | {:.3} | {:.3}..{:.3} |",
-            quantile(&values, 0.5),
-            quantile(&values, 0.25),
-            quantile(&values, 0.75),
-        );
+        let _ = match values.as_slice() {
+            [] => writeln!(
+                out,
+                "| {label} | not measured |{}",
+                if means { "" } else { " |" }
+            ),
+            [value] if means => writeln!(out, "| {label} | {value:.3} |"),
+            _ => writeln!(
+                out,
+                "| {label} | {:.3} | {:.3}..{:.3} |",
+                quantile(&values, 0.5),
+                quantile(&values, 0.25),
+                quantile(&values, 0.75),
+            ),
+        };
     }
     out
+}
+
+/// [`per_route_table`] for criterion's means.
+pub fn per_route_means_table(estimates: &BTreeMap<&'static str, Estimate>) -> String {
+    let means = estimates
+        .iter()
+        .map(|(name, e)| (*name, e.mean_ns))
+        .collect();
+    per_route_table(&[means])
 }
 
 /// The targets for criterion's results.
@@ -631,9 +648,5 @@ pub fn print_report(dir: &Path, since: Option<SystemTime>) {
     println!("{}", markdown_table(&estimates, since));
     println!("Targets from criterion's means (cases measured one after another):\n");
     println!("{}", verdict_table(&verdicts(&estimates)));
-    let means = estimates
-        .iter()
-        .map(|(name, e)| (*name, e.mean_ns))
-        .collect();
-    println!("{}", per_route_table(&[means]));
+    println!("{}", per_route_means_table(&estimates));
 }
