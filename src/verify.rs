@@ -20,7 +20,9 @@
 //! header the usual minters write is known by its exact text (see `Header::known`),
 //! the claims are read straight from the JSON into the values the checks use, and a
 //! cached token's time checks are one window of clock readings worked out once
-//! (see `Verifier::window`, and a test that it agrees with the checks).
+//! (see `Verifier::window`, and a test that it agrees with the checks), which a
+//! cache hit compares with the cheap coarse clock while that is enough (see
+//! `Verifier::coarsely_inside`).
 
 use std::{
     borrow::Cow,
