@@ -127,13 +127,9 @@ impl<S> SystemAuthService<S> {
     /// on without a user (optional mode, no token), `Err` to refuse.
     fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<SystemUser>, AuthError> {
         let headers = request.headers();
-        let result = match authorization(headers).and_then(|value| token_in(value.as_bytes())) {
-            Ok(token) => self.check(token),
-            // No token to check: `bearer_token` says why.
-            Err(_) => match bearer_token_bytes(headers) {
-                Err(AuthError::MissingToken) if self.optional => return Ok(None),
-                token => token.and_then(|token| self.auth.check(token)),
-            },
+        let result = match authorization(headers).and_then(|value| self.check(value.as_bytes())) {
+            Err(AuthError::MissingToken) if self.optional => return Ok(None),
+            result => result,
         };
         self.auth.record(&result);
         let user = result?;
@@ -141,8 +137,7 @@ impl<S> SystemAuthService<S> {
             Some(InstanceId(id)) => Some(id.clone()),
             None => self.auth.instance_id().cloned(),
         };
-        let org = request
-            .headers()
+        let org = headers
             .get(&ORG_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
@@ -150,19 +145,23 @@ impl<S> SystemAuthService<S> {
         Ok(Some(user.with_context(instance, org)))
     }
 
-    /// The verdict on the token of a `Bearer` header, read as bytes.
+    /// The verdict on the value of the `Authorization` header, read as bytes.
     ///
-    /// [`bearer_token`] would first check that the header is ASCII; that check is
+    /// [`bearer_token`] first checks that the header is ASCII; here that check is
     /// only needed for a refusal. Only a token of base64url and dots passes the
-    /// checks (a cached one passed them before), so an accepted token's header was
-    /// ASCII; a refused one is refused for the header's encoding when it
-    /// was not (the scheme and the spaces before the token are ASCII), as
+    /// checks (a cached one passed them before), so an accepted header was ASCII,
+    /// and a refused one that was not is refused for its encoding, as
     /// [`bearer_token`] refuses it.
-    fn check(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
-        match self.auth.check(token) {
-            Err(_) if !token.is_ascii() => Err(AuthError::Malformed(Malformed::HeaderEncoding)),
-            result => result,
-        }
+    fn check(&self, value: &[u8]) -> Result<SystemUser, AuthError> {
+        token_in(value)
+            .and_then(|token| self.auth.check(token))
+            .map_err(|error| {
+                if value.is_ascii() {
+                    error
+                } else {
+                    AuthError::Malformed(Malformed::HeaderEncoding)
+                }
+            })
     }
 }
 
@@ -250,20 +249,14 @@ impl Answer {
 /// A missing header or another scheme is [`AuthError::MissingToken`]; several
 /// headers are [`AuthError::MultipleAuthorizationHeaders`].
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let token = bearer_token_bytes(headers)?;
-    std::str::from_utf8(token).map_err(|_| AuthError::Malformed(Malformed::HeaderEncoding))
-}
-
-/// [`bearer_token`] without making the token a `&str`: the header is checked to be
-/// ASCII, so it is text, and the verifier reads bytes.
-fn bearer_token_bytes(headers: &HeaderMap) -> Result<&[u8], AuthError> {
     let value = authorization(headers)?.as_bytes();
     // A header value holds no control characters, so ASCII here means visible ASCII
     // (and tabs), as `HeaderValue::to_str` checks, a word at a time rather than a byte.
     if !value.is_ascii() {
         return Err(AuthError::Malformed(Malformed::HeaderEncoding));
     }
-    token_in(value)
+    let token = token_in(value)?;
+    std::str::from_utf8(token).map_err(|_| AuthError::Malformed(Malformed::HeaderEncoding))
 }
 
 /// The one `Authorization` header.

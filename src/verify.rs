@@ -192,22 +192,23 @@ impl Verifier {
         registry: &Registry,
         metrics: &Metrics,
     ) -> Result<Verified, AuthError> {
+        if token.len() > self.max_token_length {
+            return Err(AuthError::TokenTooLong {
+                limit: self.max_token_length,
+            });
+        }
         self.cached(token, registry, metrics)
             .unwrap_or_else(|| self.verify_fresh(token, registry, self.now()))
     }
 
-    /// The result for exactly `token` if the registry's cache holds it (a cache
-    /// that is on, and a token no longer than the limit), its times and its key's
-    /// window checked again against the clock.
+    /// The result for exactly `token` if the registry's cache (if it is on) holds
+    /// it, its times and its key's window checked again against the clock.
     fn cached(
         &self,
         token: &[u8],
         registry: &Registry,
         metrics: &Metrics,
     ) -> Option<Result<Verified, AuthError>> {
-        if token.len() > self.max_token_length {
-            return None;
-        }
         let cache = registry.cache()?;
         let hit = cache.get(token, |cached| {
             if !self.coarsely_inside(&cached.window) {
@@ -232,11 +233,6 @@ impl Verifier {
         registry: &Registry,
         now: i128,
     ) -> Result<Verified, AuthError> {
-        if token.len() > self.max_token_length {
-            return Err(AuthError::TokenTooLong {
-                limit: self.max_token_length,
-            });
-        }
         let verified = self.verify_uncached(token, registry, now)?;
         let result = Verified::from(&verified);
         if let Some(cache) = registry.cache() {
@@ -870,6 +866,18 @@ impl<'de> Visitor<'de> for ValueVisitor {
 mod tests {
     use super::*;
 
+    /// A verifier with only the time settings the tests below vary.
+    fn verifier(clock_offset: Duration, max_token_age: Duration, clock: Option<Clock>) -> Verifier {
+        Verifier {
+            audiences: Box::new([]),
+            algorithms: 0,
+            clock_offset,
+            max_token_age,
+            max_token_length: 0,
+            clock,
+        }
+    }
+
     /// The coarse clock is never ahead of the precise one, and lags it by far less
     /// than the margin a cache hit keeps from the end of its window.
     #[test]
@@ -893,15 +901,12 @@ mod tests {
     /// never with a clock set by the builder.
     #[test]
     fn only_a_window_well_inside_skips_the_precise_clock() {
-        let verifier = |clock: Option<Clock>| Verifier {
-            audiences: Box::new([]),
-            algorithms: 0,
-            clock_offset: Duration::ZERO,
-            max_token_age: Duration::ZERO,
-            max_token_length: 0,
-            clock,
-        };
-        let system = verifier(None);
+        let system = verifier(Duration::ZERO, Duration::ZERO, None);
+        let fixed = verifier(
+            Duration::ZERO,
+            Duration::ZERO,
+            Some(Arc::new(SystemTime::now)),
+        );
         let now = system.now();
         // From `from` to `until` milliseconds from now.
         let around = |from: i128, until: i128| now + from * 1_000_000..now + until * 1_000_000;
@@ -915,7 +920,6 @@ mod tests {
             around(-60_000, -1_000),
         ];
         for window in outside.iter().cloned().chain([around(-60_000, 60_000)]) {
-            let fixed = verifier(Some(Arc::new(SystemTime::now)));
             assert!(
                 !fixed.coarsely_inside(&window),
                 "{window:?} with a set clock"
@@ -958,14 +962,7 @@ mod tests {
                 Duration::from_secs(3600),
                 Duration::from_millis(2500),
             ] {
-                let verifier = Verifier {
-                    audiences: Box::new([]),
-                    algorithms: 0,
-                    clock_offset: offset,
-                    max_token_age: max_age,
-                    max_token_length: 0,
-                    clock: None,
-                };
+                let verifier = verifier(offset, max_age, None);
                 for (iat, exp, nbf, validity) in [
                     (base, base + 3600, None, None),
                     (base, base + 1, Some(base + 1), None),
