@@ -13,6 +13,8 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
+    algorithm::{Algorithm, AlgorithmSet},
+    cache::{CacheLimits, ENTRY_OVERHEAD},
     config::{ConfigSource, ConfigText, EnvSource},
     error::{AuthError, ConfigError},
     layer::SystemAuthLayer,
@@ -22,7 +24,7 @@ use crate::{
         self, ReloadOutcome, ReloadReport, Reloadable, Status, UserStatus, WatchMode, WatchSettings,
     },
     user::SystemUser,
-    verify::{self, Algorithm, Clock, Verified, Verifier},
+    verify::{Clock, Verified, Verifier},
 };
 
 /// Verifies ZITADEL system user tokens against the configured keys.
@@ -62,7 +64,7 @@ struct Inner {
     registry: ArcSwap<Registry>,
     instance_id: Option<Arc<str>>,
     source: ConfigSource,
-    cache_capacity: Option<usize>,
+    cache_limits: Option<CacheLimits>,
     /// Held for the whole of a reload, so reloads never interleave.
     reload: Mutex<ReloadState>,
     refusals: RefusalLog,
@@ -302,6 +304,7 @@ pub struct SystemAuthBuilder {
     instance_id: Option<String>,
     token_cache: bool,
     token_cache_capacity: usize,
+    token_cache_bytes: usize,
     watch: bool,
     debounce: Duration,
     poll_interval: Option<Duration>,
@@ -322,6 +325,7 @@ impl Default for SystemAuthBuilder {
             instance_id: None,
             token_cache: true,
             token_cache_capacity: 10_000,
+            token_cache_bytes: 16 * 1024 * 1024,
             watch: true,
             debounce: Duration::from_millis(50),
             poll_interval: None,
@@ -448,6 +452,14 @@ impl SystemAuthBuilder {
         self
     }
 
+    /// How much memory the cache's tokens may take at most, in bytes (default
+    /// 16 MiB): each entry counts its token's length and a fixed overhead of about
+    /// 200 bytes. A full cache evicts the least recently used entries first.
+    pub fn token_cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.token_cache_bytes = bytes;
+        self
+    }
+
     /// Watches the config file and the key files and reloads on a change (default
     /// on). See [`reload`](crate::reload) for what is watched.
     pub fn watch(mut self, enabled: bool) -> Self {
@@ -481,7 +493,8 @@ impl SystemAuthBuilder {
         for warning in config.warnings() {
             tracing::warn!(target: "zitadel_system_auth", "{warning}");
         }
-        if self.algorithms.is_empty() {
+        let algorithms: AlgorithmSet = self.algorithms.iter().copied().collect();
+        if algorithms.is_empty() {
             return Err(ConfigError::InvalidSetting(
                 "at least one algorithm must be allowed",
             ));
@@ -496,6 +509,11 @@ impl SystemAuthBuilder {
                 "token_cache_capacity must be positive (or turn the cache off)",
             ));
         }
+        if self.token_cache && self.token_cache_bytes < ENTRY_OVERHEAD + self.max_token_length {
+            return Err(ConfigError::InvalidSetting(
+                "token_cache_max_bytes must hold at least one token of max_token_length (or turn the cache off)",
+            ));
+        }
         if self.poll_interval.is_some_and(|i| i.is_zero()) {
             return Err(ConfigError::InvalidSetting(
                 "poll_interval must be positive",
@@ -506,8 +524,11 @@ impl SystemAuthBuilder {
             .chain(self.additional_audiences)
             .map(|aud| check_audience(&aud).map(|()| Arc::from(aud)))
             .collect::<Result<Box<[Arc<str>]>, _>>()?;
-        let cache_capacity = self.token_cache.then_some(self.token_cache_capacity);
-        let (registry, mut problems) = Registry::load(&config, None, 1, cache_capacity);
+        let cache_limits = self.token_cache.then_some(CacheLimits {
+            entries: self.token_cache_capacity,
+            bytes: self.token_cache_bytes,
+        });
+        let (registry, mut problems) = Registry::load(&config, None, 1, cache_limits);
         if !problems.is_empty() {
             return Err(problems.swap_remove(0));
         }
@@ -516,7 +537,7 @@ impl SystemAuthBuilder {
         let inner = Arc::new(Inner {
             verifier: Verifier {
                 audiences,
-                algorithms: verify::algorithm_set(&self.algorithms),
+                algorithms,
                 clock_offset: self.clock_offset,
                 max_token_age: self.max_token_age,
                 max_token_length: self.max_token_length,
@@ -525,7 +546,7 @@ impl SystemAuthBuilder {
             registry: ArcSwap::from_pointee(registry),
             instance_id: self.instance_id.map(Arc::from),
             source,
-            cache_capacity,
+            cache_limits,
             refusals: RefusalLog::default(),
             metrics: Metrics::new(),
             reload: Mutex::new(ReloadState {
@@ -595,7 +616,7 @@ impl Inner {
                 &config,
                 Some(&current),
                 current.generation() + 1,
-                self.cache_capacity,
+                self.cache_limits,
             )
         });
         state.finished = SystemTime::now();

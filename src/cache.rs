@@ -5,13 +5,25 @@
 //! key) starts from an empty one and nothing verified against old keys is served.
 //! A hit still re-checks `exp`, `iat`, `nbf` and the key's validity window against
 //! the clock: all of them together make one window of time, worked out when the token
-//! is stored, so a hit compares the clock with two numbers. Reads are lock-free
-//! (`papaya`), so threads never wait on each other.
+//! is stored, so a hit compares the clock with two numbers.
+//!
+//! Reads are lock-free (`papaya`), so threads never wait on each other. The cache is
+//! bounded in entries and in bytes; a full cache evicts with the second-chance
+//! (CLOCK) policy, a constant amount of work per insert on average whatever was
+//! inserted before: tokens in the queue that were hit since they were stored go round
+//! once more, the first one that was not is dropped. A stream of tokens used once (a
+//! caller minting a new token per request) therefore pushes out its own entries
+//! before the ones in use. Inserts, which follow an RSA verification, take one short
+//! lock; hits do not. Holds no checks of its own: `verify` decides what is stored.
 
 use std::{
+    collections::VecDeque,
     hash::{BuildHasher, Hasher},
     ops::Range,
-    sync::Arc,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use crate::{key::Validity, user::Identity};
@@ -29,30 +41,60 @@ pub(crate) struct CachedToken {
     pub window: Range<i128>,
 }
 
+/// How much the cache may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheLimits {
+    /// Tokens at most.
+    pub entries: usize,
+    /// Bytes at most, counting each token's length and [`ENTRY_OVERHEAD`].
+    pub bytes: usize,
+}
+
+/// What one entry costs beside its token's bytes: the entry, the map's node and the
+/// eviction queue's slot, rounded up.
+pub(crate) const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 64;
+
 /// A bounded, lock-free map from whole tokens to their verified result.
 pub(crate) struct TokenCache {
-    map: papaya::HashMap<Box<[u8]>, CachedToken, TailHash>,
-    capacity: usize,
+    map: papaya::HashMap<Arc<[u8]>, Entry, TailHash>,
+    limits: CacheLimits,
+    /// The eviction queue, oldest first, and the bytes held; changed only under this
+    /// lock, as is the set of keys in `map`.
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    token: CachedToken,
+    /// Hit since it was stored or last went round the queue.
+    referenced: AtomicBool,
+}
+
+#[derive(Default)]
+struct Queue {
+    keys: VecDeque<Arc<[u8]>>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
             .field("entries", &self.map.len())
-            .field("capacity", &self.capacity)
+            .field("limits", &self.limits)
             .finish()
     }
 }
 
 impl TokenCache {
-    /// An empty cache holding at most `capacity` tokens.
-    pub fn new(capacity: usize) -> TokenCache {
+    /// An empty cache within `limits`.
+    pub fn new(limits: CacheLimits) -> TokenCache {
         TokenCache {
             map: papaya::HashMap::builder()
                 .hasher(TailHash::default())
-                .capacity(capacity.min(1024))
+                .capacity(limits.entries.min(1024))
                 .build(),
-            capacity,
+            limits,
+            queue: Mutex::new(Queue::default()),
         }
     }
 
@@ -60,25 +102,71 @@ impl TokenCache {
     /// (Bytes, so the layer can look a token up before reading the header as text:
     /// equal bytes are the token that passed every check.)
     pub fn get<T>(&self, token: &[u8], check: impl FnOnce(&CachedToken) -> T) -> Option<T> {
-        self.map.pin().get(token).map(check)
+        self.map.pin().get(token).map(|entry| {
+            // A load first: a hot entry's flag is already set, and its cache line
+            // stays shared between the threads that read it.
+            if !entry.referenced.load(Ordering::Relaxed) {
+                entry.referenced.store(true, Ordering::Relaxed);
+            }
+            check(&entry.token)
+        })
     }
 
-    /// Stores a verified token. When the cache is full, entries `keep` refuses are
-    /// dropped first, and if that frees nothing, all of them.
-    pub fn insert(&self, token: &[u8], value: CachedToken, keep: impl Fn(&CachedToken) -> bool) {
-        let map = self.map.pin();
-        if map.len() >= self.capacity {
-            map.retain(|_, cached| keep(cached));
-            if map.len() >= self.capacity {
-                map.clear();
-            }
+    /// Stores a verified token, evicting others until it fits. A token longer than
+    /// the byte limit itself is not stored.
+    pub fn insert(&self, token: &[u8], value: CachedToken) {
+        let cost = token.len() + ENTRY_OVERHEAD;
+        if cost > self.limits.bytes {
+            return;
         }
-        map.insert(token.into(), value);
+        let map = self.map.pin();
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.contains_key(token) {
+            return;
+        }
+        // Each entry is spared at most once per insert, so the work is bounded even
+        // while other threads keep hitting every entry.
+        let mut spares = queue.keys.len();
+        while queue.keys.len() >= self.limits.entries || queue.bytes + cost > self.limits.bytes {
+            let Some(oldest) = queue.keys.pop_front() else {
+                break;
+            };
+            // Second chance: one that was hit goes round once more, unmarked.
+            if spares > 0
+                && map
+                    .get(&*oldest)
+                    .is_some_and(|entry| entry.referenced.swap(false, Ordering::Relaxed))
+            {
+                spares -= 1;
+                queue.keys.push_back(oldest);
+                continue;
+            }
+            map.remove(&*oldest);
+            queue.bytes -= oldest.len() + ENTRY_OVERHEAD;
+        }
+        let key: Arc<[u8]> = Arc::from(token);
+        map.insert(
+            key.clone(),
+            Entry {
+                token: value,
+                referenced: AtomicBool::new(false),
+            },
+        );
+        queue.keys.push_back(key);
+        queue.bytes += cost;
     }
 
     /// How many tokens are cached.
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// How many bytes the cached tokens count for (see [`CacheLimits::bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
     }
 }
 
@@ -123,6 +211,24 @@ impl<H: Hasher> Hasher for TailHasher<H> {
 mod tests {
     use super::*;
 
+    fn cached() -> CachedToken {
+        CachedToken {
+            identity: Arc::new(Identity {
+                id: "u".into(),
+                memberships: Box::new([]),
+            }),
+            validity: None,
+            not_before: None,
+            issued_at: 0,
+            expires_at: 0,
+            window: 0..1,
+        }
+    }
+
+    fn token(i: usize) -> Vec<u8> {
+        format!("token-{i:08}").into_bytes()
+    }
+
     #[test]
     fn the_hash_reads_the_length_and_the_tail() {
         let hash = TailHash::default();
@@ -141,7 +247,65 @@ mod tests {
             hash.hash_one(&*a),
             hash.hash_one(&*token(b"header.payload.", &other_tail))
         );
-        // Boxed and borrowed keys hash alike, so lookups by bytes find stored tokens.
-        assert_eq!(hash.hash_one(&a), hash.hash_one(&*a));
+        // Shared and borrowed keys hash alike, so lookups by bytes find stored tokens.
+        let shared: Arc<[u8]> = Arc::from(&*a);
+        assert_eq!(hash.hash_one(&shared), hash.hash_one(&*a));
+    }
+
+    #[test]
+    fn a_full_cache_evicts_one_at_a_time_and_keeps_the_tokens_in_use() {
+        let cache = TokenCache::new(CacheLimits {
+            entries: 100,
+            bytes: usize::MAX,
+        });
+        for i in 0..100 {
+            cache.insert(&token(i), cached());
+        }
+        // Ten tokens in use, then a stream of tokens used once.
+        for i in 0..10 {
+            assert!(cache.get(&token(i), |_| ()).is_some());
+        }
+        for i in 100..1_000 {
+            cache.insert(&token(i), cached());
+            assert_eq!(cache.len(), 100, "after inserting {i}");
+            for hot in 0..10 {
+                assert!(cache.get(&token(hot), |_| ()).is_some(), "{hot} after {i}");
+            }
+        }
+        assert!(cache.get(&token(998), |_| ()).is_some());
+        assert!(cache.get(&token(50), |_| ()).is_none());
+    }
+
+    #[test]
+    fn the_byte_limit_holds_whatever_the_token_lengths() {
+        let limit = 20 * (ENTRY_OVERHEAD + 100);
+        let cache = TokenCache::new(CacheLimits {
+            entries: 1_000,
+            bytes: limit,
+        });
+        for i in 0..500 {
+            let token = vec![b'a' + (i % 26) as u8; 10 + (i * 37) % 400];
+            let mut token = token;
+            token.extend_from_slice(&i.to_be_bytes());
+            cache.insert(&token, cached());
+            assert!(cache.bytes() <= limit, "{} bytes after {i}", cache.bytes());
+        }
+        assert!(cache.len() >= 10, "{} entries", cache.len());
+        // A token over the whole limit is not stored.
+        let huge = vec![b'h'; limit];
+        cache.insert(&huge, cached());
+        assert!(cache.get(&huge, |_| ()).is_none());
+    }
+
+    #[test]
+    fn inserting_a_token_twice_keeps_one_entry() {
+        let cache = TokenCache::new(CacheLimits {
+            entries: 10,
+            bytes: usize::MAX,
+        });
+        cache.insert(&token(1), cached());
+        cache.insert(&token(1), cached());
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.bytes(), token(1).len() + ENTRY_OVERHEAD);
     }
 }

@@ -21,26 +21,22 @@
 //!
 //! `SystemAPIUsers` is accepted in the three shapes found in the wild: a list of
 //! one-key maps (ZITADEL's documented form), a plain map, and a string holding JSON.
-//! Field names are case-insensitive, as in ZITADEL. Unlike ZITADEL, duplicate user
-//! ids, unknown fields inside an entry and an entry without a key are errors, and
-//! every error names the user, the field and the line.
+//! Field names are case-insensitive, and ids in the list and map forms are
+//! lowercased, as ZITADEL's loader does. An unknown field is a warning, as ZITADEL
+//! ignores it; duplicate user ids, an entry without a key and an empty `Memberships`
+//! are errors, and every error names the user, the field and the line.
+//!
+//! Holds what the configuration says and where it is read from; it knows nothing of
+//! keys' contents (see `key`) or of tokens.
+
+mod yaml;
 
 use std::{
-    collections::HashSet,
     fmt, io,
     path::{Path, PathBuf},
 };
 
-use base64::Engine as _;
-use serde::de::{
-    self, Deserialize as _, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
-    Visitor,
-};
-
-use crate::{
-    error::{ConfigError, KeyError},
-    user::{MemberType, Membership},
-};
+use crate::{error::ConfigError, user::Membership};
 
 /// The environment variables ZITADEL reads, which override the file.
 pub const ENV_SYSTEM_API_USERS: &str = "ZITADEL_SYSTEMAPIUSERS";
@@ -65,8 +61,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserConfig {
     id: String,
+    written_id: Option<String>,
     key: KeySource,
-    memberships: Vec<Membership>,
+    memberships: Option<Vec<Membership>>,
 }
 
 /// Where a user's key comes from.
@@ -135,12 +132,14 @@ impl Config {
     }
 
     fn parse(text: &str, base: Option<&Path>) -> Result<Config, String> {
-        let raw: RawConfig = if text.trim().is_empty() {
-            RawConfig::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| without_values(&e.to_string()))?
-        };
         let mut config = Config::default();
+        if text.trim().is_empty() {
+            return Ok(config);
+        }
+        let yaml::Parsed {
+            value: raw,
+            warnings,
+        } = yaml::parse_config(text)?;
         if let Some(domain) = raw.domain {
             config.external_domain = domain;
         }
@@ -151,7 +150,7 @@ impl Config {
             config.external_secure = secure;
         }
         if let Some(users) = raw.users {
-            config.set_users(users, base);
+            config.set_users(users, warnings, base);
         }
         Ok(config)
     }
@@ -180,39 +179,32 @@ impl Config {
             })?;
         }
         if let Some(secure) = lookup(ENV_EXTERNAL_SECURE) {
-            self.external_secure = parse_bool(secure.trim()).ok_or(ConfigError::Env {
+            self.external_secure = yaml::parse_bool(secure.trim()).ok_or(ConfigError::Env {
                 var: ENV_EXTERNAL_SECURE,
                 message: "must be true or false".to_owned(),
             })?;
         }
         if let Some(json) = lookup(ENV_SYSTEM_API_USERS) {
-            let users = parse_users_json(&json).map_err(|message| ConfigError::Env {
+            let parsed = yaml::parse_users_json(&json).map_err(|message| ConfigError::Env {
                 var: ENV_SYSTEM_API_USERS,
                 message,
             })?;
-            self.users.clear();
-            self.warnings.clear();
-            self.set_users(users, None);
+            let warnings = parsed
+                .warnings
+                .into_iter()
+                .map(|warning| format!("{ENV_SYSTEM_API_USERS}: {warning}"))
+                .collect();
+            self.set_users(parsed.value, warnings, None);
         }
         Ok(())
     }
 
-    fn set_users(&mut self, users: Vec<RawUser>, base: Option<&Path>) {
+    /// Takes `users` (and the warnings read with them) in place of any users before.
+    fn set_users(&mut self, users: Vec<yaml::RawUser>, warnings: Vec<String>, base: Option<&Path>) {
+        self.warnings = warnings;
         self.users = users
             .into_iter()
             .map(|raw| {
-                if raw.has_both {
-                    self.warnings.push(format!(
-                        "system user `{}` has both Path and KeyData; Path is used, as ZITADEL does",
-                        raw.id
-                    ));
-                }
-                if raw.id.chars().any(char::is_uppercase) {
-                    self.warnings.push(format!(
-                        "system user id `{}` has capital letters: ZITADEL lowercases ids, this crate keeps them as written, so tokens must use this exact iss",
-                        raw.id
-                    ));
-                }
                 let key = match raw.key {
                     KeySource::Path(path) if path.is_relative() => match base {
                         Some(base) => KeySource::Path(base.join(path)),
@@ -222,6 +214,7 @@ impl Config {
                 };
                 UserConfig {
                     id: raw.id,
+                    written_id: raw.written_id,
                     key,
                     memberships: raw.memberships,
                 }
@@ -269,17 +262,26 @@ impl Config {
         &self.users
     }
 
-    /// Things that load but deserve attention (both `Path` and `KeyData`, capitals
-    /// in a user id, no users). The builder logs them.
+    /// Things that load but deserve attention, each saying what to do: a user id
+    /// that was lowercased, both `Path` and `KeyData`, an unknown field (with its
+    /// line and the nearest known name), `NotBefore`/`NotAfter` (never enforced), no
+    /// users. The builder logs them.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 }
 
 impl UserConfig {
-    /// The user id, exactly as written; tokens carry it in `iss` and `sub`.
+    /// The user id tokens carry in `iss` and `sub`: lowercased in the list and map
+    /// forms of `SystemAPIUsers`, as ZITADEL's loader does, and as written in the
+    /// JSON form.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id as the config wrote it, when lowercasing changed it.
+    pub fn written_id(&self) -> Option<&str> {
+        self.written_id.as_deref()
     }
 
     /// Where the key comes from.
@@ -287,13 +289,12 @@ impl UserConfig {
         &self.key
     }
 
-    /// The memberships; ZITADEL's default (`System` with `SYSTEM_OWNER`) when none
-    /// are configured.
+    /// The memberships; ZITADEL's default (`System` with `SYSTEM_OWNER`) when the
+    /// entry has no `Memberships` field (an empty one does not load).
     pub fn memberships(&self) -> Vec<Membership> {
-        if self.memberships.is_empty() {
-            vec![Membership::default_system_owner()]
-        } else {
-            self.memberships.clone()
+        match &self.memberships {
+            Some(memberships) => memberships.clone(),
+            None => vec![Membership::default_system_owner()],
         }
     }
 }
@@ -399,466 +400,4 @@ pub(crate) fn read_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_users_json(json: &str) -> Result<Vec<RawUser>, String> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    let users = Users::deserialize(&mut de).map_err(|e| without_values(&e.to_string()))?;
-    de.end().map_err(|e| without_values(&e.to_string()))?;
-    Ok(users.0)
-}
-
-/// Removes the string values serde quotes in its errors (`invalid type: string
-/// "..."`): a value in the wrong place may be key material, and error messages are
-/// logged.
-fn without_values(message: &str) -> String {
-    const QUOTED: &str = "string \"";
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find(QUOTED) {
-        out.push_str(&rest[..start]);
-        out.push_str("a string");
-        let value = &rest[start + QUOTED.len()..];
-        // The value is Debug-quoted: skip to the first quote not escaped.
-        let mut escaped = false;
-        let end = value.char_indices().find_map(|(i, c)| match (c, escaped) {
-            ('"', false) => Some(i + 1),
-            ('\\', false) => {
-                escaped = true;
-                None
-            }
-            _ => {
-                escaped = false;
-                None
-            }
-        });
-        rest = match end {
-            Some(end) => &value[end..],
-            None => "",
-        };
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A name from the config, repeated in an error only when it looks like a name.
-pub(crate) fn shown(name: &str) -> String {
-    if !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        format!("`{name}`")
-    } else {
-        format!("({} characters, not shown)", name.chars().count())
-    }
-}
-
-/// Decodes `KeyData`: PEM text as it is, or base64 of it (line breaks and spaces
-/// allowed, padding optional).
-fn decode_key_data(value: &str) -> Result<Vec<u8>, KeyError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err(KeyError::Empty);
-    }
-    if trimmed.starts_with("-----BEGIN") {
-        return Ok(trimmed.as_bytes().to_vec());
-    }
-    let compact: String = trimmed
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let decoded = engine.decode(compact).map_err(|_| KeyError::NotBase64)?;
-    if decoded.iter().all(u8::is_ascii_whitespace) {
-        return Err(KeyError::Empty);
-    }
-    Ok(decoded)
-}
-
-// ---- Deserialisation. Errors raised here get their line from serde_yaml. ----
-
-#[derive(Default)]
-struct RawConfig {
-    domain: Option<String>,
-    port: Option<u16>,
-    secure: Option<bool>,
-    users: Option<Vec<RawUser>>,
-}
-
-struct RawUser {
-    id: String,
-    /// `Path` when given (as ZITADEL reads it first), else the decoded `KeyData`.
-    key: KeySource,
-    has_both: bool,
-    memberships: Vec<Membership>,
-}
-
-/// A mapping key of any scalar type, as text.
-struct Key(String);
-
-impl<'de> de::Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarText("a mapping key")).map(Key)
-    }
-}
-
-/// Accepts a string, a number or a bool as text (viper's weak typing).
-struct ScalarText(&'static str);
-
-impl Visitor<'_> for ScalarText {
-    type Value = String;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.0)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        Ok(v.to_owned())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-        Ok(v.to_string())
-    }
-}
-
-/// A setting that may be written as a string or as its own type.
-struct Weak<T>(T);
-
-/// Reads a scalar as text and parses it inside the visitor, so an error carries the
-/// value's line.
-struct ParsedScalar<T> {
-    parse: fn(&str) -> Option<T>,
-    error: &'static str,
-}
-
-impl<T> ParsedScalar<T> {
-    fn finish<E: de::Error>(self, text: String) -> Result<T, E> {
-        (self.parse)(text.trim()).ok_or_else(|| E::custom(self.error))
-    }
-}
-
-impl<T> Visitor<'_> for ParsedScalar<T> {
-    type Value = T;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.error)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        self.finish(v.to_owned())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        self.finish(v.to_string())
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        self.finish(v.to_string())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
-        self.finish(v.to_string())
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Weak<String> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarText("a string")).map(Weak)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Weak<u16> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ParsedScalar {
-            parse: |text| text.parse().ok(),
-            error: "ExternalPort must be a port number from 0 to 65535",
-        })
-        .map(Weak)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Weak<bool> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ParsedScalar {
-            parse: parse_bool,
-            error: "ExternalSecure must be true or false",
-        })
-        .map(Weak)
-    }
-}
-
-/// Takes a field's value once; a second occurrence is an error.
-fn set_once<'de, A: MapAccess<'de>, T: de::Deserialize<'de>>(
-    map: &mut A,
-    slot: &mut Option<T>,
-    what: &dyn fmt::Display,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(de::Error::custom(format_args!("{what} is given twice")));
-    }
-    *slot = Some(map.next_value()?);
-    Ok(())
-}
-
-impl<'de> de::Deserialize<'de> for RawConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawConfig;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("ZITADEL's runtime configuration (a mapping)")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<RawConfig, E> {
-                Ok(RawConfig::default())
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawConfig, A::Error> {
-                let mut raw = RawConfig::default();
-                let (mut domain, mut port, mut secure) = (None, None, None);
-                while let Some(Key(key)) = map.next_key()? {
-                    match key.to_ascii_lowercase().as_str() {
-                        "externaldomain" => set_once(&mut map, &mut domain, &"ExternalDomain")?,
-                        "externalport" => set_once(&mut map, &mut port, &"ExternalPort")?,
-                        "externalsecure" => set_once(&mut map, &mut secure, &"ExternalSecure")?,
-                        "systemapiusers" => {
-                            let mut users: Option<Users> = None;
-                            if raw.users.is_some() {
-                                return Err(de::Error::custom("SystemAPIUsers is given twice"));
-                            }
-                            set_once(&mut map, &mut users, &"SystemAPIUsers")?;
-                            raw.users = users.map(|u| u.0);
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                raw.domain = domain.map(|Weak(v): Weak<String>| v);
-                raw.port = port.map(|Weak(v): Weak<u16>| v);
-                raw.secure = secure.map(|Weak(v): Weak<bool>| v);
-                Ok(raw)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// `SystemAPIUsers` in any of its three shapes.
-struct Users(Vec<RawUser>);
-
-impl<'de> de::Deserialize<'de> for Users {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Users;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("SystemAPIUsers as a list of `user-id: {Path|KeyData}` entries, a mapping, or JSON text")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Users, E> {
-                Ok(Users(Vec::new()))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Users, E> {
-                Ok(Users(Vec::new()))
-            }
-            fn visit_str<E: de::Error>(self, json: &str) -> Result<Users, E> {
-                if json.trim().is_empty() {
-                    return Ok(Users(Vec::new()));
-                }
-                parse_users_json(json)
-                    .map(Users)
-                    .map_err(|e| E::custom(format_args!("the JSON text is invalid: {e}")))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Users, A::Error> {
-                let mut users = UserMap::default();
-                while seq.next_element_seed(&mut users)?.is_some() {}
-                Ok(Users(users.users))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Users, A::Error> {
-                let mut users = UserMap::default();
-                (&mut users).visit_map(map)?;
-                Ok(Users(users.users))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// The users read so far; each mapping of user ids to entries adds to them (one
-/// for the map shape, one per list item for the list shape).
-#[derive(Default)]
-struct UserMap {
-    users: Vec<RawUser>,
-    seen: HashSet<String>,
-}
-
-impl<'de> DeserializeSeed<'de> for &mut UserMap {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for &mut UserMap {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping of system user ids to {Path|KeyData, Memberships}")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(id)) = map.next_key()? {
-            if id.is_empty() {
-                return Err(de::Error::custom("a system user id is empty"));
-            }
-            if !self.seen.insert(id.clone()) {
-                return Err(de::Error::custom(format_args!(
-                    "system user `{id}` is configured twice"
-                )));
-            }
-            let user = map.next_value_seed(Entry { id: &id })?;
-            self.users.push(user);
-        }
-        Ok(())
-    }
-}
-
-/// One user's entry, which knows the user id for its error messages.
-struct Entry<'a> {
-    id: &'a str,
-}
-
-impl<'de> DeserializeSeed<'de> for Entry<'_> {
-    type Value = RawUser;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawUser, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Entry<'_> {
-    type Value = RawUser;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "system user `{}`: a mapping with Path or KeyData",
-            self.id
-        )
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<RawUser, E> {
-        Err(E::custom(format_args!(
-            "system user `{}`: neither Path nor KeyData is set",
-            self.id
-        )))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawUser, E> {
-        Err(E::custom(format_args!(
-            "system user `{}`: found a plain value where Path or KeyData belongs (did you forget `KeyData:`?)",
-            self.id
-        )))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawUser, A::Error> {
-        let id = self.id;
-        let (mut path, mut key_data, mut memberships) = (None, None, None);
-        while let Some(Key(field)) = map.next_key()? {
-            let what = format_args!("system user `{id}`: {field}").to_string();
-            match field.to_ascii_lowercase().as_str() {
-                "path" => set_once::<_, Option<String>>(&mut map, &mut path, &what)?,
-                "keydata" => set_once::<_, Option<String>>(&mut map, &mut key_data, &what)?,
-                "memberships" => {
-                    set_once::<_, Option<Vec<Membership>>>(&mut map, &mut memberships, &what)?
-                }
-                _ => {
-                    return Err(de::Error::custom(format_args!(
-                        "system user `{id}`: unknown field {} (expected Path, KeyData or Memberships)",
-                        shown(&field)
-                    )));
-                }
-            }
-        }
-        let path = path.flatten().filter(|p| !p.is_empty());
-        let key_data = key_data.flatten();
-        let has_both = path.is_some() && key_data.is_some();
-        let key = match (path, key_data) {
-            (Some(path), _) => KeySource::Path(PathBuf::from(path)),
-            (None, Some(text)) => KeySource::Data(decode_key_data(&text).map_err(|e| {
-                de::Error::custom(format_args!("system user `{id}`, KeyData: {e}"))
-            })?),
-            (None, None) => {
-                return Err(de::Error::custom(format_args!(
-                    "system user `{id}`: neither Path nor KeyData is set"
-                )));
-            }
-        };
-        Ok(RawUser {
-            id: id.to_owned(),
-            key,
-            has_both,
-            memberships: memberships.flatten().unwrap_or_default(),
-        })
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Membership {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Membership;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a membership {MemberType, Roles, AggregateID}")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Membership, A::Error> {
-                let (mut kind, mut roles, mut aggregate) = (None, None, None);
-                while let Some(Key(field)) = map.next_key()? {
-                    match field.to_ascii_lowercase().as_str() {
-                        "membertype" => {
-                            set_once::<_, Weak<String>>(&mut map, &mut kind, &"MemberType")?
-                        }
-                        "roles" => set_once::<_, Option<Vec<Weak<String>>>>(
-                            &mut map, &mut roles, &"Roles",
-                        )?,
-                        "aggregateid" => set_once::<_, Option<Weak<String>>>(
-                            &mut map,
-                            &mut aggregate,
-                            &"AggregateID",
-                        )?,
-                        _ => {
-                            return Err(de::Error::custom(format_args!(
-                                "unknown membership field {} (expected MemberType, Roles or AggregateID)",
-                                shown(&field)
-                            )));
-                        }
-                    }
-                }
-                let Some(Weak(kind)) = kind else {
-                    return Err(de::Error::custom(
-                        "a membership needs a MemberType (System, IAM or Organization)",
-                    ));
-                };
-                let member_type = MemberType::parse(&kind).map_err(de::Error::custom)?;
-                Ok(Membership {
-                    member_type,
-                    roles: roles
-                        .flatten()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|Weak(r)| r)
-                        .collect(),
-                    aggregate_id: aggregate
-                        .flatten()
-                        .map(|Weak(a)| a)
-                        .filter(|a| !a.is_empty()),
-                })
-            }
-        }
-        d.deserialize_map(V)
-    }
 }

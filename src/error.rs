@@ -28,6 +28,9 @@ pub enum AuthError {
     MissingToken,
     /// More than one `Authorization` header (400, `invalid_request`).
     MultipleAuthorizationHeaders,
+    /// More than one `x-zitadel-orgid` header (400, `invalid_request`): the
+    /// organisation a request is about must be one.
+    MultipleOrganizationHeaders,
     /// The token is longer than the configured cap; nothing of it was parsed.
     TokenTooLong {
         /// The cap in bytes.
@@ -57,18 +60,33 @@ pub enum AuthError {
     /// `iss` and `sub` differ.
     IssuerSubjectMismatch,
     /// `iss` names no configured system user.
+    ///
+    /// Answered with the same public description as [`InvalidSignature`],
+    /// [`KeyNotYetValid`] and [`KeyExpired`], so that no caller can learn which user
+    /// ids exist; [`reason`](Self::reason) tells them apart for logs and metrics.
+    ///
+    /// [`InvalidSignature`]: Self::InvalidSignature
+    /// [`KeyNotYetValid`]: Self::KeyNotYetValid
+    /// [`KeyExpired`]: Self::KeyExpired
     UnknownUser,
     /// The user's certificate is not valid yet (its NotBefore is in the future).
+    /// Answered like [`UnknownUser`](Self::UnknownUser).
     KeyNotYetValid,
-    /// The user's certificate has expired (its NotAfter has passed).
+    /// The user's certificate has expired (its NotAfter has passed). Answered like
+    /// [`UnknownUser`](Self::UnknownUser).
     KeyExpired,
     /// The header's `alg` is not in the allowed list (`none` and HMAC never are).
     AlgorithmNotAllowed,
     /// The header carries `crit`, which this crate does not support.
     CriticalHeader,
+    /// The header carries a key or points at one (`jwk`, `jku`, `x5u`, `x5c`, `x5t`,
+    /// `x5t#S256`), has a `b64` member, or a `kid`, `cty` or `nonce` that is not a
+    /// string. The key comes from the configuration only.
+    RefusedHeaderMember,
     /// The header's `typ` is present and is not `JWT`.
     UnsupportedType,
-    /// The signature does not verify with the user's key.
+    /// The signature does not verify with the user's key. Answered like
+    /// [`UnknownUser`](Self::UnknownUser).
     InvalidSignature,
     /// The caller is authenticated but holds no membership with the role (403).
     MissingRole {
@@ -97,8 +115,15 @@ pub enum Malformed {
     PayloadBase64,
     /// The payload is not a JSON object.
     PayloadJson,
-    /// A member name appears twice in the header or the payload.
+    /// A member name appears twice in one object, at any depth of the header or
+    /// the payload.
     DuplicateMember,
+    /// A payload member's name is not a registered claim's, but Go's
+    /// case-insensitive JSON decoder (under ZITADEL) would read it as one (`ISS`,
+    /// `ſub`).
+    AmbiguousClaimName,
+    /// The header or the payload nests arrays and objects deeper than 64 levels.
+    NestingTooDeep,
     /// The signature is not canonical unpadded base64url.
     SignatureBase64,
 }
@@ -162,6 +187,10 @@ impl fmt::Display for Malformed {
             Malformed::PayloadBase64 => "the token payload is not unpadded base64url",
             Malformed::PayloadJson => "the token payload is not a JSON object",
             Malformed::DuplicateMember => "a member name appears twice in the token",
+            Malformed::AmbiguousClaimName => {
+                "a claim name differs from a registered claim only in letter case"
+            }
+            Malformed::NestingTooDeep => "the token's JSON nests deeper than 64 levels",
             Malformed::SignatureBase64 => "the token signature is not unpadded base64url",
         })
     }
@@ -185,6 +214,9 @@ impl fmt::Display for AuthError {
             AuthError::MissingToken => f.write_str("a bearer token is required"),
             AuthError::MultipleAuthorizationHeaders => {
                 f.write_str("exactly one Authorization header is allowed")
+            }
+            AuthError::MultipleOrganizationHeaders => {
+                f.write_str("at most one x-zitadel-orgid header is allowed")
             }
             AuthError::TokenTooLong { limit } => {
                 write!(f, "the token is longer than {limit} bytes")
@@ -211,15 +243,16 @@ impl fmt::Display for AuthError {
             AuthError::IssuedTooLongAgo => f.write_str("the token's iat is too old"),
             AuthError::NotYetValid => f.write_str("the token's nbf is in the future"),
             AuthError::IssuerSubjectMismatch => f.write_str("iss and sub must be identical"),
-            AuthError::UnknownUser => f.write_str("the issuer is not a configured system user"),
-            AuthError::KeyNotYetValid => {
-                f.write_str("the system user's certificate is not valid yet")
-            }
-            AuthError::KeyExpired => f.write_str("the system user's certificate has expired"),
+            AuthError::UnknownUser
+            | AuthError::KeyNotYetValid
+            | AuthError::KeyExpired
+            | AuthError::InvalidSignature => f.write_str(NOT_SIGNED_BY_A_SYSTEM_USER),
             AuthError::AlgorithmNotAllowed => f.write_str("the signing algorithm is not allowed"),
             AuthError::CriticalHeader => f.write_str("the crit header is not supported"),
+            AuthError::RefusedHeaderMember => {
+                f.write_str("the token header names a key or has a member this service refuses")
+            }
             AuthError::UnsupportedType => f.write_str("the token typ must be JWT"),
-            AuthError::InvalidSignature => f.write_str("the signature is invalid"),
             AuthError::MissingRole { role } => {
                 write!(f, "the system user lacks the role {role} here")
             }
@@ -228,13 +261,20 @@ impl fmt::Display for AuthError {
     }
 }
 
+/// The one public description of an unknown user, a bad signature and a key
+/// outside its certificate's validity.
+const NOT_SIGNED_BY_A_SYSTEM_USER: &str =
+    "the token is not signed by a valid key of a configured system user";
+
 impl std::error::Error for AuthError {}
 
 impl AuthError {
     /// The HTTP status this refusal is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            AuthError::MultipleAuthorizationHeaders => StatusCode::BAD_REQUEST,
+            AuthError::MultipleAuthorizationHeaders | AuthError::MultipleOrganizationHeaders => {
+                StatusCode::BAD_REQUEST
+            }
             AuthError::MissingRole { .. } => StatusCode::FORBIDDEN,
             AuthError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
@@ -245,7 +285,7 @@ impl AuthError {
     /// 7 (PERMISSION_DENIED), 3 (INVALID_ARGUMENT) or 13 (INTERNAL).
     pub fn grpc_code(&self) -> u16 {
         match self {
-            AuthError::MultipleAuthorizationHeaders => 3,
+            AuthError::MultipleAuthorizationHeaders | AuthError::MultipleOrganizationHeaders => 3,
             AuthError::MissingRole { .. } => 7,
             AuthError::Internal => 13,
             _ => 16,
@@ -257,6 +297,7 @@ impl AuthError {
         match self {
             AuthError::MissingToken => "missing_token",
             AuthError::MultipleAuthorizationHeaders => "multiple_authorization_headers",
+            AuthError::MultipleOrganizationHeaders => "multiple_org_headers",
             AuthError::TokenTooLong { .. } => "token_too_long",
             AuthError::Malformed(_) => "malformed",
             AuthError::MissingClaim(_) => "missing_claim",
@@ -272,6 +313,7 @@ impl AuthError {
             AuthError::KeyExpired => "key_expired",
             AuthError::AlgorithmNotAllowed => "algorithm",
             AuthError::CriticalHeader => "crit",
+            AuthError::RefusedHeaderMember => "header_member",
             AuthError::UnsupportedType => "typ",
             AuthError::InvalidSignature => "signature",
             AuthError::MissingRole { .. } => "missing_role",
@@ -284,7 +326,9 @@ impl AuthError {
     pub fn www_authenticate(&self) -> Option<String> {
         let code = match self {
             AuthError::MissingToken => return Some("Bearer".to_owned()),
-            AuthError::MultipleAuthorizationHeaders => "invalid_request",
+            AuthError::MultipleAuthorizationHeaders | AuthError::MultipleOrganizationHeaders => {
+                "invalid_request"
+            }
             AuthError::MissingRole { .. } => "insufficient_scope",
             AuthError::Internal => return None,
             _ => "invalid_token",
@@ -317,6 +361,7 @@ impl IntoResponse for AuthError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(Ok(value)) = self.www_authenticate().map(|v| HeaderValue::from_str(&v)) {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
@@ -336,6 +381,7 @@ impl AuthError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("grpc-status", HeaderValue::from(self.grpc_code()));
         if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(&self.to_string())) {
             headers.insert("grpc-message", message);
@@ -552,5 +598,20 @@ impl std::error::Error for ConfigError {
             ConfigError::Key { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// A name from the config, repeated in a message only when it looks like a name
+/// (a value in the wrong place may be key material).
+pub(crate) fn shown(name: &str) -> String {
+    if !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        format!("`{name}`")
+    } else {
+        format!("({} characters, not shown)", name.chars().count())
     }
 }

@@ -2,13 +2,19 @@
 //! with it.
 //!
 //! Accepted, as ZITADEL accepts them (by content, not by label):
-//! - `-----BEGIN PUBLIC KEY-----` or `-----BEGIN RSA PUBLIC KEY-----` holding either
-//!   PKIX (SubjectPublicKeyInfo) or PKCS#1 bytes;
+//! - `-----BEGIN PUBLIC KEY-----` or `-----BEGIN RSA PUBLIC KEY-----` holding PKIX
+//!   (SubjectPublicKeyInfo) bytes;
 //! - `-----BEGIN CERTIFICATE-----` (X.509) holding an RSA key; its NotBefore and
 //!   NotAfter become the key's validity window.
 //!
+//! Also accepted, although ZITADEL cannot read it: PKCS#1 bytes under either label
+//! ([`KeyFormat::Pkcs1`]; the registry warns about it when it loads one).
+//!
 //! Refused, with a message that says what to do: private keys, non-RSA keys, RSA
 //! moduli under 2048 or over 8192 bits, more than one PEM block, empty text.
+//!
+//! Holds key material and the RSA operation only; it knows nothing of tokens or
+//! users.
 
 use std::{
     fmt,
@@ -25,11 +31,48 @@ use rsa::{
     pkcs8::{self, spki},
 };
 
-use crate::{error::KeyError, verify::Algorithm};
+use crate::{algorithm::Algorithm, error::KeyError};
 
 const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
 const MIN_BITS: usize = 2048;
 const MAX_BITS: usize = 8192;
+
+/// What a key file held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyFormat {
+    /// A SubjectPublicKeyInfo (what `openssl rsa -pubout` writes), under either
+    /// label: what ZITADEL reads.
+    Pkix,
+    /// A bare PKCS#1 `RSAPublicKey` (what `openssl rsa -RSAPublicKey_out` writes).
+    /// This crate reads it; ZITADEL cannot (it parses keys as PKIX only): convert
+    /// it with `openssl rsa -RSAPublicKey_in -in key.pub -pubout`.
+    Pkcs1,
+    /// An X.509 certificate holding an RSA key.
+    Certificate,
+}
+
+impl KeyFormat {
+    /// A short name: `PKIX`, `PKCS#1` or `certificate`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyFormat::Pkix => "PKIX",
+            KeyFormat::Pkcs1 => "PKCS#1",
+            KeyFormat::Certificate => "certificate",
+        }
+    }
+
+    /// Whether ZITADEL itself can read a key in this format.
+    pub fn zitadel_reads_it(self) -> bool {
+        self != KeyFormat::Pkcs1
+    }
+}
+
+impl fmt::Display for KeyFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// An RSA public key, parsed once at load, ready to verify signatures.
 pub struct PublicKey {
@@ -39,6 +82,7 @@ pub struct PublicKey {
     bits: usize,
     fingerprint: [u8; 32],
     validity: Option<Validity>,
+    format: KeyFormat,
 }
 
 /// A certificate's validity window, in seconds since the Unix epoch.
@@ -68,6 +112,7 @@ impl fmt::Debug for PublicKey {
             .field("bits", &self.bits)
             .field("fingerprint", &self.fingerprint_hex())
             .field("validity", &self.validity)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -114,6 +159,10 @@ impl PublicKey {
 
     /// Reads PKIX or PKCS#1 public key bytes, whatever the label said.
     fn from_public_der(der: &[u8], validity: Option<Validity>) -> Result<PublicKey, KeyError> {
+        let mut format = match validity {
+            Some(_) => KeyFormat::Certificate,
+            None => KeyFormat::Pkix,
+        };
         let pkcs1_der = match spki::SubjectPublicKeyInfoRef::from_der(der) {
             Ok(info) => {
                 let oid = info.algorithm.oid.to_string();
@@ -124,7 +173,10 @@ impl PublicKey {
                 }
                 info.subject_public_key.raw_bytes()
             }
-            Err(_) if pkcs1::RsaPublicKey::<pkcs1::UintRef>::from_der(der).is_ok() => der,
+            Err(_) if pkcs1::RsaPublicKey::<pkcs1::UintRef>::from_der(der).is_ok() => {
+                format = KeyFormat::Pkcs1;
+                der
+            }
             Err(_) if looks_private(der) => return Err(KeyError::PrivateKey),
             Err(_) => return Err(KeyError::BadDer { what: "public key" }),
         };
@@ -144,6 +196,7 @@ impl PublicKey {
             bits,
             fingerprint: [0; 32],
             validity,
+            format,
         };
         // Parse for RS256 now, so a key the crypto library refuses is refused at load.
         if key.parsed(Algorithm::RS256).is_none() {
@@ -204,6 +257,11 @@ impl PublicKey {
     /// The certificate's validity window, when the key came from a certificate.
     pub fn validity(&self) -> Option<Validity> {
         self.validity
+    }
+
+    /// What the key text held.
+    pub fn format(&self) -> KeyFormat {
+        self.format
     }
 }
 

@@ -131,18 +131,15 @@ impl<S> SystemAuthService<S> {
             Err(AuthError::MissingToken) if self.optional => return Ok(None),
             result => result,
         };
+        let result = result.and_then(|user| {
+            let instance = match request.extensions().get::<InstanceId>() {
+                Some(InstanceId(id)) => Some(id.clone()),
+                None => self.auth.instance_id().cloned(),
+            };
+            Ok(user.with_context(instance, organization(headers)?))
+        });
         self.auth.record(&result);
-        let user = result?;
-        let instance = match request.extensions().get::<InstanceId>() {
-            Some(InstanceId(id)) => Some(id.clone()),
-            None => self.auth.instance_id().cloned(),
-        };
-        let org = headers
-            .get(&ORG_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .map(Arc::from);
-        Ok(Some(user.with_context(instance, org)))
+        result.map(Some)
     }
 
     /// The verdict on the value of the `Authorization` header, read as bytes.
@@ -190,14 +187,18 @@ where
                 Err(AuthError::Internal)
             });
         match decision {
-            Ok(user) => {
-                if let Some(user) = user {
-                    let extensions = request.extensions_mut();
-                    if extensions.is_empty() {
-                        *extensions = ROOMY_EXTENSIONS.clone();
-                    }
-                    extensions.insert(user);
+            Ok(Some(user)) => {
+                let extensions = request.extensions_mut();
+                if extensions.is_empty() {
+                    *extensions = ROOMY_EXTENSIONS.clone();
                 }
+                extensions.insert(user);
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Ok(None) => {
+                // Let through unauthenticated: nothing set before this layer may pass
+                // for the layer's verdict.
+                request.extensions_mut().remove::<SystemUser>();
                 ResponseFuture::inner(self.inner.call(request))
             }
             Err(error) => ResponseFuture::refused(error, Answer::for_request(&request)),
@@ -267,6 +268,20 @@ fn authorization(headers: &HeaderMap) -> Result<&HeaderValue, AuthError> {
         return Err(AuthError::MultipleAuthorizationHeaders);
     }
     Ok(value)
+}
+
+/// The organisation the request is about: the one `x-zitadel-orgid` header, if any
+/// (an empty or non-text one is none). Several are refused, never first-one-wins.
+fn organization(headers: &HeaderMap) -> Result<Option<Arc<str>>, AuthError> {
+    let mut values = headers.get_all(&ORG_ID).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::MultipleOrganizationHeaders);
+    }
+    Ok(first
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(Arc::from))
 }
 
 /// The token in `Bearer <token>`: the scheme in any case, one or more spaces, then

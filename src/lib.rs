@@ -64,10 +64,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod algorithm;
 mod auth;
 mod cache;
 pub mod config;
 pub mod error;
+mod jose;
 pub mod key;
 pub mod layer;
 pub mod metrics;
@@ -79,6 +81,7 @@ pub mod testing;
 pub mod user;
 pub mod verify;
 
+pub use algorithm::Algorithm;
 pub use auth::{REFUSAL_LOGS_PER_SECOND, SystemAuth, SystemAuthBuilder};
 pub use config::Config;
 pub use error::{AuthError, ConfigError, KeyError};
@@ -86,7 +89,6 @@ pub use layer::{SystemAuthLayer, SystemAuthService};
 pub use reload::{ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode};
 pub use role::{RequireRole, RequireRoleLayer};
 pub use user::{InstanceId, MemberType, Membership, SystemUser};
-pub use verify::Algorithm;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

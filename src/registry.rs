@@ -4,9 +4,9 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
-    cache::TokenCache,
+    cache::{CacheLimits, TokenCache},
     config::{Config, KeySource, MAX_KEY_BYTES, read_file},
-    error::{ConfigError, KeyOrigin},
+    error::{ConfigError, KeyOrigin, shown},
     key::PublicKey,
     user::Identity,
 };
@@ -33,12 +33,12 @@ pub(crate) struct Registry {
 impl Registry {
     /// Reads every user's key named by `config`. A key that cannot be loaded is
     /// reported; its user keeps the key it has in `previous`, if any, and is left
-    /// out otherwise. `cache` is the token cache's capacity, if it is on.
+    /// out otherwise. `cache` is the token cache's size, if it is on.
     pub fn load(
         config: &Config,
         previous: Option<&Registry>,
         generation: u64,
-        cache: Option<usize>,
+        cache: Option<CacheLimits>,
     ) -> (Registry, Vec<ConfigError>) {
         let mut users = HashMap::with_capacity_and_hasher(config.users().len(), Default::default());
         let mut problems = Vec::new();
@@ -126,8 +126,16 @@ fn load_key(
     }
     let key = PublicKey::from_pem(&text).map_err(|source| ConfigError::Key {
         user: user.to_owned(),
-        origin,
+        origin: origin.clone(),
         source,
     })?;
+    if !key.format().zitadel_reads_it() {
+        tracing::warn!(
+            target: "zitadel_system_auth",
+            "system user {}, {origin}: the key is PKCS#1, which this crate reads but ZITADEL cannot; \
+             convert it with `openssl rsa -RSAPublicKey_in -in key.pub -pubout -out key.pkix.pub`",
+            shown(user)
+        );
+    }
     Ok((Arc::new(key), Arc::from(text.into_owned())))
 }

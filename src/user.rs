@@ -92,11 +92,11 @@ impl MemberType {
             "organization" => Ok(MemberType::Organization),
             "project" | "projectgrant" | "unspecified" => Err(format!(
                 "membership type {} is not supported for system users (use System, IAM or Organization)",
-                crate::config::shown(name)
+                crate::error::shown(name)
             )),
             _ => Err(format!(
                 "unknown membership type {} (use System, IAM or Organization)",
-                crate::config::shown(name)
+                crate::error::shown(name)
             )),
         }
     }
@@ -128,6 +128,9 @@ pub struct Membership {
     /// The instance (IAM) or organisation (Organization) it is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregate_id: Option<String>,
+    /// `ObjectID`, a field ZITADEL's membership has too; kept, not used in any check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
 }
 
 impl Membership {
@@ -137,6 +140,7 @@ impl Membership {
             member_type: MemberType::System,
             roles: vec!["SYSTEM_OWNER".to_owned()],
             aggregate_id: None,
+            object_id: None,
         }
     }
 

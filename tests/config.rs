@@ -602,6 +602,7 @@ fn env_system_api_users_replaces_the_file_users() {
             member_type: MemberType::Iam,
             roles: vec!["IAM_OWNER".to_owned()],
             aggregate_id: Some("inst-1".to_owned()),
+            object_id: None,
         }]
     );
 }
@@ -884,7 +885,7 @@ fn entry_with_neither_path_nor_key_data_is_an_error() {
 }
 
 #[test]
-fn unknown_field_in_an_entry_is_an_error_naming_user_and_field() {
+fn an_unknown_field_in_an_entry_without_a_key_is_an_error_naming_user_and_field() {
     let yaml = format!(
         "SystemAPIUsers:\n  - good-user:\n      Path: {a}\n  - typo-user:\n      Paht: {a}\n",
         a = cfg_key(0).public_path.display()
@@ -1025,35 +1026,102 @@ fn both_path_and_key_data_uses_path_with_a_warning() {
     );
 }
 
+/// ZITADEL's config loader (viper) lowercases the keys of YAML maps: in the list and
+/// map forms an id written `System-User-1` is `system-user-1`, and tokens carry that.
 #[test]
-fn user_id_with_capitals_is_kept_exactly_with_a_warning() {
-    let yaml = common::config_with_path("System-User-1", &cfg_key(0).public_path);
-    let config = Config::from_yaml(&yaml).unwrap();
-    assert_eq!(config.users()[0].id(), "System-User-1");
-    assert!(
-        config
-            .warnings()
-            .iter()
-            .any(|w| w.contains("System-User-1")),
-        "{:?}",
-        config.warnings()
+fn user_ids_in_the_list_and_map_forms_are_lowercased_as_zitadel_does() {
+    let key = cfg_key(0);
+    let list = common::config_with_path("System-User-1", &key.public_path);
+    let map = format!(
+        "SystemAPIUsers:\n  System-User-1:\n    Path: {}\n",
+        key.public_path.display()
     );
-    let auth = build(&yaml);
-    assert_eq!(auth.user_ids(), ["System-User-1"]);
-    assert_user_verifies(&auth, "System-User-1", cfg_key(0), AUD);
+    for yaml in [list, map] {
+        let config = Config::from_yaml(&yaml).unwrap();
+        assert_eq!(config.users()[0].id(), "system-user-1");
+        assert_eq!(config.users()[0].written_id(), Some("System-User-1"));
+        assert!(
+            config
+                .warnings()
+                .iter()
+                .any(|w| w.contains("`System-User-1`")
+                    && w.contains("`system-user-1`")
+                    && w.contains("lowercase")),
+            "{:?}",
+            config.warnings()
+        );
+        let auth = SystemAuth::builder()
+            .config_yaml(&yaml)
+            .audience(AUD)
+            .build()
+            .unwrap();
+        assert_eq!(auth.user_ids(), ["system-user-1"]);
+        assert_user_verifies(&auth, "system-user-1", key, AUD);
+        assert_eq!(
+            auth.verify(&token(key, "System-User-1", AUD)).unwrap_err(),
+            AuthError::UnknownUser
+        );
+    }
+    // A lowercase id has no warning.
+    let config =
+        Config::from_yaml(&common::config_with_path("system-user-1", &key.public_path)).unwrap();
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    assert_eq!(config.users()[0].written_id(), None);
+}
+
+/// Ids inside the JSON form (a YAML string, or `ZITADEL_SYSTEMAPIUSERS`) keep their
+/// case, as in ZITADEL.
+#[test]
+fn user_ids_in_the_json_form_keep_their_case() {
+    let key = cfg_key(1);
+    let json = format!(
+        r#"{{"System-User-1": {{"path": "{}"}}}}"#,
+        key.public_path.display()
+    );
+    let in_yaml = Config::from_yaml(&format!("SystemAPIUsers: '{json}'\n")).unwrap();
+    let mut in_env = Config::from_yaml("ExternalDomain: x\n").unwrap();
+    in_env
+        .apply_env_from(|name| (name == "ZITADEL_SYSTEMAPIUSERS").then(|| json.clone()))
+        .unwrap();
+    for config in [in_yaml, in_env] {
+        assert_eq!(config.users()[0].id(), "System-User-1");
+        assert_eq!(config.users()[0].written_id(), None);
+    }
+    let auth = SystemAuth::builder()
+        .config_yaml(&format!("SystemAPIUsers: '{json}'\n"))
+        .audience(AUD)
+        .build()
+        .unwrap();
+    assert_user_verifies(&auth, "System-User-1", key, AUD);
     assert_eq!(
-        auth.verify(&token(cfg_key(0), "system-user-1", AUD))
-            .unwrap_err(),
+        auth.verify(&token(key, "system-user-1", AUD)).unwrap_err(),
         AuthError::UnknownUser
     );
+}
 
-    // A lowercase id has no warning.
-    let config = Config::from_yaml(&common::config_with_path(
-        "system-user-1",
-        &cfg_key(0).public_path,
-    ))
-    .unwrap();
-    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+#[test]
+fn two_ids_equal_once_lowercased_are_an_error() {
+    let (a, b) = (cfg_key(0), cfg_key(1));
+    let list = format!(
+        "SystemAPIUsers:\n  - Ops-User:\n      Path: {}\n  - ops-user:\n      Path: {}\n",
+        a.public_path.display(),
+        b.public_path.display()
+    );
+    let map = format!(
+        "SystemAPIUsers:\n  OPS-USER:\n    Path: {}\n  Ops-User:\n    Path: {}\n",
+        a.public_path.display(),
+        b.public_path.display()
+    );
+    for yaml in [list, map] {
+        let (err, message) = build_err(&yaml);
+        assert!(matches!(err, ConfigError::Yaml { .. }), "{err:?}");
+        assert_contains_all(&message, &["lowercase", "line"]);
+        assert!(
+            message.contains("`Ops-User`")
+                && (message.contains("`ops-user`") || message.contains("`OPS-USER`")),
+            "{message}"
+        );
+    }
 }
 
 #[test]
@@ -1085,19 +1153,289 @@ fn no_memberships_means_system_owner() {
             member_type: MemberType::System,
             roles: vec!["SYSTEM_OWNER".to_owned()],
             aggregate_id: None,
+            object_id: None,
         }]
     );
     assert_eq!(user.memberships(), [Membership::default_system_owner()]);
     assert!(user.has_role("SYSTEM_OWNER"));
     assert!(!user.has_role("IAM_OWNER"));
+}
 
-    // An empty list is the same as none.
-    let auth = build(&membership_config("        []\n").replace(
-        "      Memberships:\n        []\n",
-        "      Memberships: []\n",
+/// `Memberships` present but empty or null is an error: a half-written file must
+/// never turn a restricted user into a `SYSTEM_OWNER` (ZITADEL gives the default).
+#[test]
+fn empty_or_null_memberships_are_an_error_naming_the_user() {
+    let key = cfg_key(0).public_path.display().to_string();
+    let json = |memberships: &str| {
+        format!(
+            r#"SystemAPIUsers: '{{"member-user": {{"path": "{key}", "memberships": {memberships}}}}}'"#
+        )
+    };
+    for yaml in [
+        format!("SystemAPIUsers:\n  - member-user:\n      Path: {key}\n      Memberships: []\n"),
+        format!("SystemAPIUsers:\n  - member-user:\n      Path: {key}\n      Memberships:\n"),
+        format!("SystemAPIUsers:\n  - member-user:\n      Path: {key}\n      Memberships: ~\n"),
+        format!("SystemAPIUsers:\n  member-user:\n    Path: {key}\n    memberships: null\n"),
+        json("[]"),
+        json("null"),
+    ] {
+        let (err, message) = build_err(&yaml);
+        assert!(matches!(err, ConfigError::Yaml { .. }), "{err:?}");
+        assert_contains_all(
+            &message,
+            &["`member-user`", "Memberships is empty", "default"],
+        );
+    }
+    let env = format!(r#"{{"member-user": {{"path": "{key}", "Memberships": []}}}}"#);
+    let err = SystemAuth::builder()
+        .config_yaml("ExternalDomain: x\n")
+        .env_overrides_from([("ZITADEL_SYSTEMAPIUSERS", env.as_str())])
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::Env { .. }), "{err:?}");
+    assert!(err.to_string().contains("Memberships is empty"), "{err}");
+}
+
+/// At a reload, an emptied `Memberships` keeps the whole last good registry: the
+/// restricted user stays restricted.
+#[test]
+fn emptied_memberships_at_a_reload_keep_the_user_restricted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let key = cfg_key(0).public_path.display().to_string();
+    let write = |memberships: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {key}\n      Memberships:{memberships}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write(
+        "\n        - MemberType: IAM\n          Roles: [IAM_OWNER]\n          AggregateID: \"42\"",
+    );
+    let auth = SystemAuth::builder()
+        .config_file(&config)
+        .watch(false)
+        .build()
+        .unwrap();
+    let restricted = |auth: &SystemAuth| {
+        let user = auth.verify(&token(cfg_key(0), "member-user", AUD)).unwrap();
+        assert!(!user.has_role("SYSTEM_OWNER"), "{user:?}");
+        assert_eq!(user.memberships()[0].member_type, MemberType::Iam);
+    };
+    restricted(&auth);
+    for emptied in [" []", "", " null"] {
+        write(emptied);
+        let err = auth.reload().unwrap_err();
+        assert!(err.to_string().contains("Memberships is empty"), "{err}");
+        assert_eq!(auth.generation(), 1);
+        restricted(&auth);
+    }
+}
+
+/// ZITADEL's decoder splits a `Roles` string at commas (mapstructure's
+/// `StringToSliceHookFunc(",")`), as the example in its `defaults.yaml` writes it.
+#[test]
+fn roles_as_one_string_are_split_at_commas_in_every_form() {
+    let key = cfg_key(0);
+    let list = |roles: &str| {
+        format!(
+            "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: {roles}\n",
+            key.public_path.display()
+        )
+    };
+    let map = |roles: &str| {
+        format!(
+            "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  member-user:\n    Path: {}\n    Memberships:\n      - MemberType: System\n        Roles: {roles}\n",
+            key.public_path.display()
+        )
+    };
+    let json = |roles: &str| {
+        format!(
+            r#"{{"member-user": {{"path": "{}", "memberships": [{{"memberType": "System", "roles": {roles}}}]}}}}"#,
+            key.public_path.display()
+        )
+    };
+    let expect = |auth: &SystemAuth, roles: &[&str]| {
+        let user = auth.verify(&token(key, "member-user", AUD)).unwrap();
+        assert_eq!(user.memberships()[0].roles, roles, "{user:?}");
+    };
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("\"IAM_OWNER\"", "\"IAM_OWNER\"", &["IAM_OWNER"]),
+        ("IAM_OWNER", "\"IAM_OWNER\"", &["IAM_OWNER"]),
+        (
+            "\"SYSTEM_OWNER,IAM_OWNER\"",
+            "\"SYSTEM_OWNER,IAM_OWNER\"",
+            &["SYSTEM_OWNER", "IAM_OWNER"],
+        ),
+        // No trimming, as in Go: the space stays part of the role name.
+        (
+            "\"SYSTEM_OWNER, IAM_OWNER\"",
+            "\"SYSTEM_OWNER, IAM_OWNER\"",
+            &["SYSTEM_OWNER", " IAM_OWNER"],
+        ),
+        ("\"\"", "\"\"", &[]),
+        (
+            "[SYSTEM_OWNER, IAM_OWNER]",
+            "[\"SYSTEM_OWNER\", \"IAM_OWNER\"]",
+            &["SYSTEM_OWNER", "IAM_OWNER"],
+        ),
+    ];
+    for (yaml_roles, json_roles, roles) in cases {
+        expect(&build(&list(yaml_roles)), roles);
+        expect(&build(&map(yaml_roles)), roles);
+        expect(
+            &build(&format!(
+                "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers: '{}'\n",
+                json(json_roles)
+            )),
+            roles,
+        );
+        let auth = SystemAuth::builder()
+            .config_yaml("ExternalDomain: custom-domain.com\nExternalPort: 443\n")
+            .env_overrides_from([("ZITADEL_SYSTEMAPIUSERS", json(json_roles))])
+            .build()
+            .unwrap();
+        expect(&auth, roles);
+    }
+    // The example in ZITADEL's defaults.yaml, as it is written there.
+    let defaults = format!(
+        "SystemAPIUsers:\n  - superuser:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: \"SYSTEM_OWNER\"\n        - MemberType: IAM\n          Roles: \"IAM_OWNER\"\n          AggregateID: \"123456789012345678\"\n",
+        key.public_path.display()
+    );
+    let auth = SystemAuth::builder()
+        .config_yaml(&defaults)
+        .audience(AUD)
+        .build()
+        .unwrap();
+    let user = auth.verify(&token(key, "superuser", AUD)).unwrap();
+    assert_eq!(user.memberships()[0].roles, ["SYSTEM_OWNER"]);
+    assert_eq!(user.memberships()[1].roles, ["IAM_OWNER"]);
+}
+
+/// Fields ZITADEL's structs have load: `ObjectID` is kept on the membership,
+/// `NotBefore`/`NotAfter` on a user are read and never enforced (with a warning that
+/// says so).
+#[test]
+fn fields_zitadel_has_load_and_not_before_after_warn() {
+    let key = cfg_key(0);
+    let yaml = format!(
+        "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {}\n      NotBefore: 2030-01-01T00:00:00Z\n      NotAfter: 2000-01-01T00:00:00Z\n      Memberships:\n        - MemberType: IAM\n          Roles: [IAM_OWNER]\n          AggregateID: \"42\"\n          ObjectID: \"43\"\n",
+        key.public_path.display()
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let warnings = config.warnings().join("\n");
+    assert_contains_all(
+        &warnings,
+        &[
+            "`member-user`",
+            "NotBefore",
+            "enforced by neither",
+            "line 6",
+        ],
+    );
+    let auth = build(&yaml);
+    // Neither NotBefore in the future nor NotAfter in the past is enforced.
+    let user = auth.verify(&token(key, "member-user", AUD)).unwrap();
+    assert_eq!(
+        user.memberships(),
+        [Membership {
+            member_type: MemberType::Iam,
+            roles: vec!["IAM_OWNER".to_owned()],
+            aggregate_id: Some("42".to_owned()),
+            object_id: Some("43".to_owned()),
+        }]
+    );
+}
+
+/// ZITADEL ignores unknown fields (its own integration config has `InstanceID` in
+/// memberships): a warning with the line and the nearest known name, not a failure.
+#[test]
+fn unknown_fields_are_warnings_with_line_and_nearest_name() {
+    let key = cfg_key(0);
+    let yaml = format!(
+        "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {}\n      KeyDta: x\n      Memberships:\n        - MemberType: IAM\n          Roles: [IAM_OWNER]\n          AggregateID: \"42\"\n          InstanceID: \"42\"\n        - MemberType: System\n          Rols: [SYSTEM_OWNER]\n",
+        key.public_path.display()
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert_contains_all(
+        &warnings[0],
+        &[
+            "line 6",
+            "`member-user`",
+            "`KeyDta`",
+            "did you mean `KeyData`",
+        ],
+    );
+    assert_contains_all(
+        &warnings[1],
+        &["line 11", "membership 1", "`InstanceID`", "ignored"],
+    );
+    assert_contains_all(
+        &warnings[2],
+        &["line 13", "membership 2", "`Rols`", "did you mean `Roles`"],
+    );
+    // A misspelt field grants less, never more: the second membership has no role.
+    let auth = SystemAuth::builder()
+        .config_yaml(&yaml)
+        .instance_id("42")
+        .build()
+        .unwrap();
+    let user = auth.verify(&token(key, "member-user", AUD)).unwrap();
+    assert!(user.has_role("IAM_OWNER"));
+    assert!(!user.has_role("SYSTEM_OWNER"));
+    assert!(user.memberships()[1].roles.is_empty());
+    // The same in the JSON form, without lines.
+    let json = format!(
+        r#"{{"member-user": {{"path": "{}", "memberships": [{{"memberType": "System", "roles": ["SYSTEM_OWNER"], "InstanceID": "1"}}]}}}}"#,
+        key.public_path.display()
+    );
+    let mut config = Config::from_yaml("ExternalDomain: x\n").unwrap();
+    config
+        .apply_env_from(|name| (name == "ZITADEL_SYSTEMAPIUSERS").then(|| json.clone()))
+        .unwrap();
+    assert_eq!(config.warnings().len(), 1, "{:?}", config.warnings());
+    assert_contains_all(
+        &config.warnings()[0],
+        &["ZITADEL_SYSTEMAPIUSERS", "`InstanceID`"],
+    );
+}
+
+/// An unknown field stays an error only where the entry is then unusable, and the
+/// error names it.
+#[test]
+fn an_entry_left_without_a_key_or_type_names_the_unknown_field() {
+    let (_, message) = build_err(&format!(
+        "SystemAPIUsers:\n  - typo-user:\n      Pth: {}\n",
+        cfg_key(0).public_path.display()
     ));
-    let user = auth.verify(&token(cfg_key(0), "member-user", AUD)).unwrap();
-    assert_eq!(user.memberships(), [Membership::default_system_owner()]);
+    assert_contains_all(
+        &message,
+        &[
+            "`typo-user`",
+            "neither Path nor KeyData",
+            "`Pth`",
+            "did you mean `Path`",
+            "line",
+        ],
+    );
+    let (_, message) = build_err(&membership_config(
+        "        - MemberTyp: System\n          Roles: [SYSTEM_OWNER]\n",
+    ));
+    assert_contains_all(
+        &message,
+        &[
+            "`member-user`",
+            "MemberType",
+            "`MemberTyp`",
+            "did you mean `MemberType`",
+            "line",
+        ],
+    );
 }
 
 #[test]
@@ -1110,16 +1448,19 @@ fn configured_memberships_come_back_on_the_verified_user() {
             member_type: MemberType::System,
             roles: vec!["SYSTEM_OWNER".to_owned(), "SYSTEM_ADMIN".to_owned()],
             aggregate_id: None,
+            object_id: None,
         },
         Membership {
             member_type: MemberType::Iam,
             roles: vec!["IAM_OWNER".to_owned()],
             aggregate_id: Some("123456789012345678".to_owned()),
+            object_id: None,
         },
         Membership {
             member_type: MemberType::Organization,
             roles: vec!["ORG_OWNER".to_owned()],
             aggregate_id: Some("987654321098765432".to_owned()),
+            object_id: None,
         },
     ];
     let config = Config::from_yaml(&yaml).unwrap();
@@ -1159,6 +1500,7 @@ fn large_numeric_aggregate_id_in_json_stays_exact() {
             member_type: MemberType::Iam,
             roles: vec!["IAM_OWNER".to_owned()],
             aggregate_id: Some("123456789012345678".to_owned()),
+            object_id: None,
         }]
     );
 }

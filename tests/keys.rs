@@ -12,7 +12,10 @@ use std::{
 use aws_lc_rs::{digest, rsa::KeySize};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use common::{AUD, TestKey, claims_for, now, openssl, openssl_stdin, path_str};
-use zitadel_system_auth::{AuthError, ConfigError, KeyError, SystemAuth, key::PublicKey};
+use zitadel_system_auth::{
+    AuthError, ConfigError, KeyError, SystemAuth,
+    key::{KeyFormat, PublicKey},
+};
 
 // ---------------------------------------------------------------------------------
 // Helpers
@@ -209,8 +212,51 @@ fn pkcs1_public_key_from_openssl_rsa_public_key_out_verifies() {
     ]);
     assert!(text.starts_with(b"-----BEGIN RSA PUBLIC KEY-----"));
     let path = write(dir.path(), "u.pub", &text);
-    let auth = build_with_path("system-user-1", &path).expect("PKCS#1 key loads");
+    // ZITADEL cannot read PKCS#1 content: the crate loads it with a WARN that gives
+    // the conversion command (and never the key).
+    let log = common::Captured::default();
+    let auth = tracing::subscriber::with_default(log.subscriber(), || {
+        build_with_path("system-user-1", &path).expect("PKCS#1 key loads")
+    });
     assert_accepts(&auth, "system-user-1", key());
+    let text = log.text();
+    let warning = text
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("PKCS#1"))
+        .unwrap_or_else(|| panic!("no PKCS#1 warning in {text}"));
+    for part in [
+        "`system-user-1`",
+        "ZITADEL cannot",
+        "openssl rsa -RSAPublicKey_in -in key.pub -pubout",
+        path_str(&path),
+    ] {
+        assert!(warning.contains(part), "{part:?} not in {warning}");
+    }
+    let body: String = String::from_utf8_lossy(&text_of(&path))
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    assert!(!text.contains(&body[..40]), "the log holds key material");
+    assert_eq!(
+        PublicKey::from_pem(&text_of(&path)).unwrap().format(),
+        KeyFormat::Pkcs1
+    );
+    // A PKIX key loads without a warning, and says so.
+    let log = common::Captured::default();
+    tracing::subscriber::with_default(log.subscriber(), || {
+        build_with_path("system-user-1", &key().public_path).expect("PKIX key loads")
+    });
+    assert!(!log.text().contains("PKCS#1"), "{}", log.text());
+    assert_eq!(
+        PublicKey::from_pem(key().public_pem.as_bytes())
+            .unwrap()
+            .format(),
+        KeyFormat::Pkix
+    );
+}
+
+fn text_of(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read the key file")
 }
 
 #[test]

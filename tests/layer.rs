@@ -385,6 +385,131 @@ async fn two_authorization_headers_get_400_invalid_request() {
 // Error format
 // ---------------------------------------------------------------------------
 
+/// The organisation a request is about must be one: several `x-zitadel-orgid`
+/// headers are refused like several `Authorization` headers, never first-one-wins.
+#[tokio::test]
+async fn two_org_id_headers_get_400_invalid_request() {
+    let auth = auth_with(&membership_config());
+    let token = token();
+    let (app, calls) = counting_app(&auth);
+    for (first, second) in [(ORG, ORG), (ORG, "987654321098765433"), ("", ORG)] {
+        let answer = common::send(
+            app.clone(),
+            request(&[
+                ("authorization", &bearer(&token)),
+                ("x-zitadel-orgid", first),
+                ("x-zitadel-orgid", second),
+            ]),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+        assert_eq!(
+            answer.json(),
+            json!({
+                "code": 3,
+                "message": "at most one x-zitadel-orgid header is allowed",
+                "details": [],
+            })
+        );
+        assert_eq!(
+            answer.www_authenticate(),
+            "Bearer error=\"invalid_request\", error_description=\"at most one x-zitadel-orgid header is allowed\""
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // One header is fine.
+    let answer = common::send(
+        app,
+        request(&[("authorization", &bearer(&token)), ("x-zitadel-orgid", ORG)]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
+
+/// An unknown user, a signature by another key and a key outside its certificate's
+/// window get one and the same answer, so no caller can probe for user ids.
+#[tokio::test]
+async fn unknown_user_and_bad_signature_answer_alike() {
+    let exp = T + 3600;
+    let unknown =
+        key().rs256(&json!({ "iss": "nobody", "sub": "nobody", "aud": AUD, "iat": T, "exp": exp }));
+    let forged = other_key().rs256(&claims(T, exp));
+    let unknown = common::get_with_token(app(&auth()), Some(&unknown)).await;
+    let forged = common::get_with_token(app(&auth()), Some(&forged)).await;
+    let want = "the token is not signed by a valid key of a configured system user";
+    for answer in [&unknown, &forged] {
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            answer.json(),
+            json!({ "code": 16, "message": want, "details": [] })
+        );
+        assert_eq!(
+            answer.www_authenticate(),
+            format!("Bearer error=\"invalid_token\", error_description=\"{want}\"")
+        );
+    }
+    let headers = |answer: &Answer| {
+        let mut all: Vec<(String, Vec<u8>)> = answer
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != header::CONTENT_LENGTH)
+            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(headers(&unknown), headers(&forged));
+    assert_eq!(unknown.body, forged.body);
+}
+
+/// Refusals are never stored by a cache between the caller and the service.
+#[tokio::test]
+async fn every_refusal_says_no_store() {
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        vec![],
+        vec![("authorization", "Bearer x.y".to_owned())],
+        vec![(
+            "authorization",
+            bearer(&key().rs256(&claims(T - 7200, T - 3600))),
+        )],
+        vec![
+            ("authorization", bearer(&token())),
+            ("authorization", bearer(&token())),
+        ],
+    ];
+    for grpc in [false, true] {
+        for headers in &cases {
+            let mut headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            if grpc {
+                headers.push(("content-type", "application/grpc"));
+            }
+            let answer = common::send(app(&auth()), request(&headers)).await;
+            if grpc {
+                // A gRPC refusal is HTTP 200 with a gRPC status.
+                assert!(answer.headers.contains_key("grpc-status"), "{headers:?}");
+            } else {
+                assert_ne!(answer.status, StatusCode::OK, "{headers:?}");
+            }
+            assert_eq!(
+                answer
+                    .headers
+                    .get(header::CACHE_CONTROL)
+                    .map(|v| v.as_bytes()),
+                Some(&b"no-store"[..]),
+                "grpc {grpc}, {headers:?}"
+            );
+        }
+    }
+    let answer = common::get_with_token(role_app(&auth(), "IAM_OWNER"), Some(&token())).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    // An accepted request's answer is the handler's own.
+    let answer = common::get_with_token(app(&auth()), Some(&token())).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.headers.get(header::CACHE_CONTROL).is_none());
+}
+
 #[tokio::test]
 async fn refusal_has_zitadels_body_and_an_rfc6750_challenge() {
     let expired = key().rs256(&claims(T - 7200, T - 3600));
@@ -442,7 +567,7 @@ async fn description_says_which_check_failed() {
         (
             other_key().rs256(&claims(T, exp)),
             AuthError::InvalidSignature,
-            "signature",
+            "signed",
         ),
         (
             key().jwt(jsonwebtoken::Algorithm::RS512, &claims(T, exp)),
@@ -667,6 +792,26 @@ async fn optional_layer_still_refuses_bad_tokens() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+}
+
+/// A `SystemUser` put on the request before the optional layer (by a mistaken or
+/// hostile middleware) never passes for the layer's verdict.
+#[tokio::test]
+async fn optional_layer_removes_a_user_set_before_it() {
+    let forged = auth()
+        .verify(&token())
+        .expect("a valid token gives a user to plant");
+    let planted = |app: Router| app.layer(Extension(forged.clone()));
+    let answer = common::get_with_token(planted(optional_app(&auth())), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "anonymous");
+    let answer = common::send(planted(optional_app(&auth())), request_to("/strict", &[])).await;
+    assert_bare_bearer(&answer);
+    let answer = common::send(planted(optional_app(&auth())), request_to("/owner", &[])).await;
+    assert_bare_bearer(&answer);
+    // With a token, the handler sees the layer's user.
+    let answer = common::get_with_token(planted(optional_app(&auth())), Some(&token())).await;
+    assert_eq!(answer.body, format!("user {USER}"));
 }
 
 #[tokio::test]

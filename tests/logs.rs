@@ -385,7 +385,7 @@ fn refusals(f: &Fixture) -> Vec<Refusal> {
             t().signed_by(&f.attacker)
                 .header("jwk", json!({"kty": "RSA", "n": MARK, "e": "AQAB"}))
                 .build(),
-            "signature",
+            "header_member",
         ),
         r(
             "bit flipped",
@@ -748,9 +748,9 @@ fn bad_changes(f: &Fixture) -> Vec<BadChange> {
             ),
         ),
         config(
-            "config: Roles holds the private key data",
+            "config: Roles holds a list of the private key data",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: {private_data}\n",
+                "SystemAPIUsers:\n  - {TEST_USER}:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: [[{private_data}]]\n",
                 f.key_file().display()
             ),
         ),

@@ -537,6 +537,30 @@ fn zero_max_token_age_disables_the_age_check() {
     );
 }
 
+/// ZITADEL reads an `iat` of 0 (after cutting off a fraction) as no `iat` at all,
+/// whatever the age limit.
+#[test]
+fn iat_zero_is_a_missing_iat_also_without_an_age_limit() {
+    let unlimited = builder_at(T, 0)
+        .max_token_age(Duration::ZERO)
+        .build()
+        .unwrap();
+    for auth in [auth(), unlimited.clone()] {
+        for iat in ["0", "0.0", "0.999", "-0.0", "0e3"] {
+            let token = raw(&payload(iat, &(T + 3600).to_string()));
+            assert_eq!(
+                refused(auth.verify(&token)),
+                AuthError::MissingClaim(Claim::Iat),
+                "iat {iat}"
+            );
+        }
+    }
+    // One second after the epoch is an iat, too old by default, fine without a limit.
+    let token = raw(&payload("1", &(T + 3600).to_string()));
+    assert_eq!(refused(auth().verify(&token)), AuthError::IssuedTooLongAgo);
+    ok(unlimited.verify(&token));
+}
+
 // ---------------------------------------------------------------------------
 // Time values
 // ---------------------------------------------------------------------------
@@ -690,18 +714,18 @@ fn clock_before_1970_does_not_panic() {
         .clock(|| UNIX_EPOCH - Duration::from_secs(10))
         .build()
         .unwrap();
-    // iat 0 is after round(-10 s + 1 s).
-    let token = key().rs256(&claims(0, 100));
+    // iat 1 is after round(-10 s + 1 s).
+    let token = key().rs256(&claims(1, 100));
     assert_eq!(refused(auth.verify(&token)), AuthError::IssuedInFuture);
     let token = key().rs256(&valid());
     assert_eq!(refused(auth.verify(&token)), AuthError::IssuedInFuture);
-    // Just before 1970, iat 0 is fine: round(-0.2 s + 1 s) = 1 s.
+    // Just before 1970, iat 1 is fine: round(-0.2 s + 1 s) = 1 s.
     let auth = SystemAuth::builder()
         .config_yaml(&common::default_config())
         .clock(|| UNIX_EPOCH - Duration::from_millis(200))
         .build()
         .unwrap();
-    ok(auth.verify(&key().rs256(&claims(0, 100))));
+    ok(auth.verify(&key().rs256(&claims(1, 100))));
 }
 
 #[test]
@@ -722,20 +746,20 @@ fn far_future_clock_does_not_panic() {
 
 #[test]
 fn extreme_durations_do_not_panic() {
-    let token = key().rs256(&claims(0, T + 3600));
+    let token = key().rs256(&claims(1, T + 3600));
     // An offset of Duration::MAX: every token is expired.
     let auth = builder_at(T, 0)
         .clock_offset(Duration::MAX)
         .build()
         .unwrap();
     assert_eq!(refused(auth.verify(&token)), AuthError::Expired);
-    // A max age of Duration::MAX: iat 0 (1970) is not too old.
+    // A max age of Duration::MAX: iat 1 (1970) is not too old.
     let auth = builder_at(T, 0)
         .max_token_age(Duration::MAX)
         .build()
         .unwrap();
     let user = ok(auth.verify(&token));
-    assert_eq!(user.issued_at(), UNIX_EPOCH);
+    assert_eq!(user.issued_at(), UNIX_EPOCH + Duration::from_secs(1));
 }
 
 // ---------------------------------------------------------------------------
@@ -1003,51 +1027,71 @@ fn missing_issuer_or_subject_is_refused() {
     );
 }
 
+/// Go's decoder (under ZITADEL) reads these as the registered claims; this crate
+/// reads claim names exactly, so a token with them means two things, and is refused.
 #[test]
-fn claim_names_are_case_sensitive() {
-    for iss_name in ["ISS", "Iss", "iSS"] {
+fn claim_names_in_another_case_are_refused() {
+    let ambiguous = AuthError::Malformed(Malformed::AmbiguousClaimName);
+    for iss_name in ["ISS", "Iss", "iSS", "\u{0131}ss", "\u{0130}SS"] {
         let token = raw(&format!(
             r#"{{"{iss_name}":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{}}}"#,
             T + 3600
         ));
-        assert_eq!(
-            refused(auth().verify(&token)),
-            AuthError::MissingClaim(Claim::Iss),
-            "{iss_name}"
-        );
+        assert_eq!(refused(auth().verify(&token)), ambiguous, "{iss_name}");
+        // Beside the exact claim too.
+        let token = raw(&format!(
+            r#"{{"iss":"{USER}","{iss_name}":"other","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{}}}"#,
+            T + 3600
+        ));
+        assert_eq!(refused(auth().verify(&token)), ambiguous, "{iss_name}");
     }
+    for (name, value) in [
+        ("SUB", format!("\"{USER}\"")),
+        ("\u{017F}ub", "7".to_owned()),
+        ("AUD", "\"https://other.example\"".to_owned()),
+        ("EXP", (T - 10).to_string()),
+        ("IAT", (T - 7200).to_string()),
+        ("nBF", (T + 600).to_string()),
+    ] {
+        let token = raw(&format!(
+            r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"{name}":{value}}}"#,
+            T + 3600
+        ));
+        assert_eq!(refused(auth().verify(&token)), ambiguous, "{name}");
+    }
+    // Names that fold to no registered claim are ordinary private claims.
+    for name in ["Issuer", "subject", "audi", "\u{00DF}ub", "ex"] {
+        let token = raw(&format!(
+            r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"{name}":1}}"#,
+            T + 3600
+        ));
+        ok(auth().verify(&token));
+    }
+}
+
+#[test]
+fn upper_case_claims_alone_are_refused_too() {
+    let ambiguous = AuthError::Malformed(Malformed::AmbiguousClaimName);
     let token = raw(&format!(
         r#"{{"iss":"{USER}","SUB":"{USER}","aud":"{AUD}","iat":{T},"exp":{}}}"#,
         T + 3600
     ));
-    assert_eq!(
-        refused(auth().verify(&token)),
-        AuthError::MissingClaim(Claim::Sub)
-    );
+    assert_eq!(refused(auth().verify(&token)), ambiguous);
     let token = raw(&format!(
         r#"{{"iss":"{USER}","sub":"{USER}","AUD":"{AUD}","iat":{T},"exp":{}}}"#,
         T + 3600
     ));
-    assert_eq!(
-        refused(auth().verify(&token)),
-        AuthError::MissingClaim(Claim::Aud)
-    );
+    assert_eq!(refused(auth().verify(&token)), ambiguous);
     let token = raw(&format!(
         r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"EXP":{}}}"#,
         T + 3600
     ));
-    assert_eq!(
-        refused(auth().verify(&token)),
-        AuthError::MissingClaim(Claim::Exp)
-    );
+    assert_eq!(refused(auth().verify(&token)), ambiguous);
     let token = raw(&format!(
         r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","IAT":{T},"exp":{}}}"#,
         T + 3600
     ));
-    assert_eq!(
-        refused(auth().verify(&token)),
-        AuthError::MissingClaim(Claim::Iat)
-    );
+    assert_eq!(refused(auth().verify(&token)), ambiguous);
 }
 
 #[test]
@@ -1217,7 +1261,7 @@ fn crit_header_is_refused() {
     for header in [
         r#"{"alg":"RS256","crit":["exp"],"exp":1}"#,
         r#"{"alg":"RS256","crit":[]}"#,
-        r#"{"alg":"RS256","crit":["b64"],"b64":false}"#,
+        r#"{"alg":"RS256","crit":"b64"}"#,
     ] {
         let token = key().sign_raw(header, &valid().to_string());
         assert_eq!(
@@ -1261,23 +1305,42 @@ fn other_typ_is_refused() {
     }
 }
 
+/// The key comes from the configuration only: a header that carries a key or points
+/// at one is refused, even on a token the user's own key signed.
 #[test]
-fn key_locating_headers_are_ignored_for_the_right_key() {
-    let header = json!({
-        "alg": "RS256",
-        "typ": "JWT",
-        "kid": "some-other-user",
-        "jku": "https://evil.example/jwks.json",
-        "x5u": "https://evil.example/cert.pem",
-        "x5c": [STANDARD.encode(other_key().public_der())],
-        "x5t": "AAAA",
-    });
-    let token = key().sign_raw(&header.to_string(), &valid().to_string());
-    ok(auth().verify(&token));
+fn key_carrying_headers_are_refused_even_for_the_right_key() {
+    for (name, value) in [
+        ("jku", json!("https://evil.example/jwks.json")),
+        ("x5u", json!("https://evil.example/cert.pem")),
+        ("x5c", json!([STANDARD.encode(other_key().public_der())])),
+        ("x5c", json!("not an array")),
+        ("x5t", json!("AAAA")),
+        ("x5t#S256", json!("AAAA")),
+        ("jwk", json!({ "kty": "oct", "k": "c2VjcmV0" })),
+        ("jwk", json!("not an object")),
+        ("b64", json!(false)),
+        ("b64", json!(true)),
+        ("kid", json!(7)),
+        ("kid", json!(null)),
+        ("cty", json!({})),
+        ("nonce", json!(["n"])),
+    ] {
+        let mut header = json!({ "alg": "RS256", "typ": "JWT" });
+        header[name] = value;
+        let token = key().sign_raw(&header.to_string(), &valid().to_string());
+        assert_eq!(
+            refused(auth().verify(&token)),
+            AuthError::RefusedHeaderMember,
+            "{header}"
+        );
+    }
+    // A string kid (never used to find the key) is fine.
+    let header = json!({ "alg": "RS256", "typ": "JWT", "kid": "some-other-user" });
+    ok(auth().verify(&key().sign_raw(&header.to_string(), &valid().to_string())));
 }
 
 #[test]
-fn embedded_jwk_of_the_attackers_key_is_ignored() {
+fn embedded_jwk_of_the_attackers_key_is_refused() {
     let modulus = common::openssl(&[
         "rsa",
         "-pubin",
@@ -1304,7 +1367,7 @@ fn embedded_jwk_of_the_attackers_key_is_ignored() {
         let token = other_key().sign_raw(&header.to_string(), &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
-            AuthError::InvalidSignature,
+            AuthError::RefusedHeaderMember,
             "{header}"
         );
     }
@@ -1557,6 +1620,40 @@ fn header_with_invalid_utf8_is_malformed() {
     );
 }
 
+/// Go replaces a lone surrogate escape with U+FFFD; JSON text holding one is not
+/// Unicode, and the token is refused, wherever the escape is.
+#[test]
+fn lone_surrogate_escapes_are_malformed() {
+    for (escape, name) in [
+        (r"\ud800", "x"),
+        (r"\udc00", "x"),
+        (r"a\ud83d", "x"),
+        ("1", r"\ud800"),
+    ] {
+        let pay = format!(
+            r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"{name}":"{escape}"}}"#,
+            T + 3600
+        );
+        assert_eq!(
+            refused(auth().verify(&key().sign_raw(RS, &pay))),
+            AuthError::Malformed(Malformed::PayloadJson),
+            "payload {escape} {name}"
+        );
+        let header = format!(r#"{{"alg":"RS256","{name}":"{escape}"}}"#);
+        assert_eq!(
+            refused(auth().verify(&key().sign_raw(&header, &valid().to_string()))),
+            AuthError::Malformed(Malformed::HeaderJson),
+            "header {escape} {name}"
+        );
+    }
+    // A surrogate pair is one character, and fine.
+    let pay = format!(
+        r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"x":"\ud83d\ude00"}}"#,
+        T + 3600
+    );
+    ok(auth().verify(&key().sign_raw(RS, &pay)));
+}
+
 #[test]
 fn duplicate_member_names_are_refused() {
     let exp = T + 3600;
@@ -1605,28 +1702,71 @@ fn duplicate_member_names_are_refused() {
 }
 
 #[test]
-fn duplicate_names_in_nested_objects_are_not_top_level_duplicates() {
-    // Only the claims object itself is checked for duplicate names.
+fn nested_objects_with_different_names_are_fine() {
     let token = raw(&format!(
-        r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"ext":{{"a":1,"b":2}}}}"#,
+        r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"ext":{{"a":1,"b":{{"a":2}}}}}}"#,
         T + 3600
     ));
     ok(auth().verify(&token));
 }
 
+/// go-jose refuses a duplicate member name at any depth; so does this crate, in the
+/// header and in the payload.
 #[test]
-fn moderate_nesting_in_an_unknown_claim_is_fine_and_the_signature_still_matters() {
-    for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
-        let depth = 100;
-        let nested = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+fn duplicate_names_at_any_depth_are_refused() {
+    let duplicate = AuthError::Malformed(Malformed::DuplicateMember);
+    for nested in [
+        r#"{"a":1,"a":2}"#,
+        r#"{"x":{"a":1,"a":2}}"#,
+        r#"[{"a":1,"a":2}]"#,
+        r#"[[[{"b":[],"b":[]}]]]"#,
+    ] {
         let pay = format!(
-            r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"deep":{nested}}}"#,
+            r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"ext":{nested}}}"#,
             T + 3600
         );
-        ok(auth().verify(&key().sign_raw(RS, &pay)));
         assert_eq!(
-            refused(auth().verify(&other_key().sign_raw(RS, &pay))),
+            refused(auth().verify(&key().sign_raw(RS, &pay))),
+            duplicate,
+            "payload {nested}"
+        );
+        let header = format!(r#"{{"alg":"RS256","ext":{nested}}}"#);
+        assert_eq!(
+            refused(auth().verify(&key().sign_raw(&header, &valid().to_string()))),
+            duplicate,
+            "header {nested}"
+        );
+    }
+}
+
+/// One depth limit for arrays and objects alike: 64 levels, the payload itself
+/// being the first.
+#[test]
+fn nesting_up_to_64_levels_is_fine_and_the_signature_still_matters() {
+    for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+        let nested = |depth: usize| format!("{}1{}", open.repeat(depth), close.repeat(depth));
+        let pay = |depth: usize| {
+            format!(
+                r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"deep":{}}}"#,
+                T + 3600,
+                nested(depth)
+            )
+        };
+        ok(auth().verify(&key().sign_raw(RS, &pay(63))));
+        assert_eq!(
+            refused(auth().verify(&other_key().sign_raw(RS, &pay(63)))),
             AuthError::InvalidSignature
+        );
+        assert_eq!(
+            refused(auth().verify(&key().sign_raw(RS, &pay(64)))),
+            AuthError::Malformed(Malformed::NestingTooDeep),
+            "{open}"
+        );
+        let header = format!(r#"{{"alg":"RS256","deep":{}}}"#, nested(64));
+        assert_eq!(
+            refused(auth().verify(&key().sign_raw(&header, &valid().to_string()))),
+            AuthError::Malformed(Malformed::NestingTooDeep),
+            "{open}"
         );
     }
 }
@@ -1862,13 +2002,17 @@ fn cheap_checks_run_before_the_signature() {
         b64(claims(T - 7200, T - 3600).to_string().as_bytes())
     );
     assert_eq!(refused(auth().verify(&none)), AuthError::Expired);
-    // Expired, with a signature that is not even base64.
+    // A signature that is not even base64 is part of the token's shape, read before
+    // any claim (and before the user list, whose answer must not depend on it).
     let token = format!(
         "{}.{}.***",
         b64(RS.as_bytes()),
         b64(claims(T - 7200, T - 3600).to_string().as_bytes())
     );
-    assert_eq!(refused(auth().verify(&token)), AuthError::Expired);
+    assert_eq!(
+        refused(auth().verify(&token)),
+        AuthError::Malformed(Malformed::SignatureBase64)
+    );
     // With valid claims the garbage signature is what fails.
     assert_eq!(
         refused(auth().verify(&unsigned(valid(), RS))),

@@ -14,13 +14,17 @@
 //!   (`& 8`: the other user's); the rest is the header JSON, `0xFF`, the payload
 //!   JSON, signed as they are, so every claim check and the acceptance are reached.
 //!
-//! Every decision is checked against a model of the rules (see `model`): an
-//! accepted token must verify, independently, with the key of the user `iss`
-//! names, and carry valid claims; and such a token must be accepted. The clock is
+//! Every decision is checked against the reference model of the rules that the
+//! property tests share (`tests/support/model.rs`): an accepted token must verify,
+//! independently, with the key of the user `iss` names, and carry valid claims; and
+//! such a token must be accepted. The clock is
 //! fixed, so time-dependent branches are reproducible. Keys are made at start: no
 //! private key is stored anywhere.
 
 #![no_main]
+
+#[path = "../../tests/support/model.rs"]
+mod model;
 
 use std::{
     convert::Infallible,
@@ -31,11 +35,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use aws_lc_rs::{
-    rand::SystemRandom,
-    rsa::KeyPair,
-    signature::{self, KeyPair as _, UnparsedPublicKey},
-};
 use axum::{
     body::Body,
     http::{
@@ -45,7 +44,6 @@ use axum::{
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use libfuzzer_sys::fuzz_target;
-use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::Value;
 use tower_layer::Layer as _;
 use tower_service::Service;
@@ -56,14 +54,15 @@ use zitadel_system_auth::{
 
 /// The verifier's "now"; clock offset 1 s, maximum age 1 h (the defaults).
 const T: u64 = 1_700_000_000;
-const MAX_TIME: u64 = 253_402_300_799;
 const MAX_TOKEN_LENGTH: usize = 8 * 1024;
 const USERS: [&str; 2] = [TEST_USER, "system-user-2"];
 const ALGORITHMS: [Algorithm; 6] = Algorithm::ALL;
 
 struct World {
-    /// `pairs[i]` is `USERS[i]`'s key.
-    pairs: [KeyPair; 2],
+    /// `keys[i]` is `USERS[i]`'s key.
+    keys: [TestKey; 2],
+    /// The rules of the shared reference model, with `USERS[i]`'s public key.
+    rules: model::Rules<'static>,
     /// Cache off: every call runs every check.
     auth: SystemAuth,
     /// Cache on, small, so entries come and go.
@@ -125,12 +124,18 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             .expires_at(at(T + 10))
             .build_with_jsonwebtoken(),
     ];
-    let pair = |key: &TestKey| {
-        let der = pem::parse(key.private_pem()).expect("PEM");
-        KeyPair::from_pkcs8(der.contents()).expect("PKCS#8")
-    };
+    let users: &'static [(&str, Vec<u8>)] = Box::leak(Box::new([
+        (USERS[0], keys[0].public_der()),
+        (USERS[1], keys[1].public_der()),
+    ]));
     World {
-        pairs: [pair(&keys[0]), pair(&keys[1])],
+        rules: model::Rules {
+            now: T,
+            audience: TEST_AUDIENCE,
+            users,
+            max_token_length: MAX_TOKEN_LENGTH,
+        },
+        keys,
         auth,
         cached,
         service,
@@ -161,127 +166,6 @@ impl Service<Request<Body>> for Echo {
     }
 }
 
-// ---- The model ----
-
-/// A JSON object's members in order, names repeated as written.
-struct Members(Vec<(String, Value)>);
-
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Members;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-        let mut members = Vec::new();
-        while let Some(entry) = map.next_entry::<String, Value>()? {
-            members.push(entry);
-        }
-        Ok(Members(members))
-    }
-}
-
-struct MembersVisitor;
-
-/// One JSON object with distinct member names, or `None`.
-fn members(bytes: &[u8]) -> Option<Vec<(String, Value)>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let Members(members) = de.deserialize_map(MembersVisitor).ok()?;
-    de.end().ok()?;
-    let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    if names.windows(2).any(|pair| pair[0] == pair[1]) {
-        return None;
-    }
-    Some(members)
-}
-
-fn find<'m>(members: &'m [(String, Value)], name: &str) -> Option<&'m Value> {
-    members.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-}
-
-/// Whole seconds of a number in 0..=9999-12-31 (a fraction cut off).
-fn seconds(value: &Value) -> Option<u64> {
-    let Value::Number(number) = value else {
-        return None;
-    };
-    if let Some(whole) = number.as_u64() {
-        return (whole <= MAX_TIME).then_some(whole);
-    }
-    if number.is_i64() {
-        return None;
-    }
-    let float = number.as_f64()?;
-    (float >= 0.0 && float.trunc() <= MAX_TIME as f64).then(|| float.trunc() as u64)
-}
-
-/// The user (index), `iat` and `exp` a token must be accepted with, from the rules
-/// in the crate's docs at `T`; `None` when it must be refused. The signature is
-/// checked with aws-lc-rs's `UnparsedPublicKey`, not with the crate's key code.
-fn model(world: &World, token: &str) -> Option<(usize, u64, u64)> {
-    if token.len() > MAX_TOKEN_LENGTH {
-        return None;
-    }
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let signing_input = &token[..header.len() + 1 + payload.len()];
-    let header = members(&URL_SAFE_NO_PAD.decode(header).ok()?)?;
-    let claims = members(&URL_SAFE_NO_PAD.decode(payload).ok()?)?;
-    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    if find(&header, "crit").is_some() {
-        return None;
-    }
-    match find(&header, "typ") {
-        None => {}
-        Some(Value::String(typ)) if typ.eq_ignore_ascii_case("JWT") => {}
-        Some(_) => return None,
-    }
-    let params: &'static dyn signature::VerificationAlgorithm = match find(&header, "alg")? {
-        Value::String(alg) if alg == "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
-        Value::String(alg) if alg == "PS256" => &signature::RSA_PSS_2048_8192_SHA256,
-        _ => return None,
-    };
-    let audience_ok = match find(&claims, "aud")? {
-        Value::String(aud) => aud == TEST_AUDIENCE,
-        Value::Array(items) => {
-            items.iter().all(Value::is_string) && items.iter().any(|aud| aud == TEST_AUDIENCE)
-        }
-        _ => false,
-    };
-    if !audience_ok {
-        return None;
-    }
-    let exp = seconds(find(&claims, "exp")?)?;
-    let iat = seconds(find(&claims, "iat")?)?;
-    // exp after now + offset; iat within [now - max age, now + offset].
-    if exp <= T + 1 || !(T - 3600..=T + 1).contains(&iat) {
-        return None;
-    }
-    if let Some(nbf) = find(&claims, "nbf")
-        && seconds(nbf)? > T + 1
-    {
-        return None;
-    }
-    let (Some(Value::String(iss)), Some(Value::String(sub))) =
-        (find(&claims, "iss"), find(&claims, "sub"))
-    else {
-        return None;
-    };
-    let user = USERS.iter().position(|u| u == iss)?;
-    if iss != sub {
-        return None;
-    }
-    let public = world.pairs[user].public_key();
-    UnparsedPublicKey::new(params, public.as_ref())
-        .verify(signing_input.as_bytes(), &signature)
-        .ok()?;
-    Some((user, iat, exp))
-}
-
 // ---- The checks ----
 
 type Outcome = Result<(String, SystemTime, SystemTime), zitadel_system_auth::AuthError>;
@@ -298,11 +182,11 @@ fn outcome(result: Result<SystemUser, zitadel_system_auth::AuthError>) -> Outcom
 
 fn check_token(world: &World, token: &str) {
     let result = outcome(world.auth.verify(token));
-    match (&result, model(world, token)) {
-        (Ok((id, iat, exp)), Some((user, model_iat, model_exp))) => {
-            assert_eq!(id, USERS[user]);
-            assert_eq!(*iat, at(model_iat));
-            assert_eq!(*exp, at(model_exp));
+    match (&result, world.rules.accepts(token)) {
+        (Ok((id, iat, exp)), Some(accepted)) => {
+            assert_eq!(id, USERS[accepted.user]);
+            assert_eq!(*iat, at(accepted.iat));
+            assert_eq!(*exp, at(accepted.exp));
         }
         (Err(_), None) => {}
         (Ok((id, ..)), None) => {
@@ -366,21 +250,6 @@ fn check_header(world: &World, value: HeaderValue, grpc: bool) {
             assert_eq!(status, StatusCode::UNAUTHORIZED);
         }
     }
-}
-
-fn sign(pair: &KeyPair, algorithm: Algorithm, input: &[u8]) -> Vec<u8> {
-    let padding: &'static dyn signature::RsaEncoding = match algorithm {
-        Algorithm::RS256 => &signature::RSA_PKCS1_SHA256,
-        Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,
-        Algorithm::RS512 => &signature::RSA_PKCS1_SHA512,
-        Algorithm::PS256 => &signature::RSA_PSS_SHA256,
-        Algorithm::PS384 => &signature::RSA_PSS_SHA384,
-        Algorithm::PS512 => &signature::RSA_PSS_SHA512,
-    };
-    let mut signature = vec![0; pair.public_modulus_len()];
-    pair.sign(padding, &SystemRandom::new(), input, &mut signature)
-        .expect("aws-lc-rs signs");
-    signature
 }
 
 fn check_both(world: &World, token: &str, grpc: bool) {
@@ -452,7 +321,7 @@ fuzz_target!(|data: &[u8]| {
                 URL_SAFE_NO_PAD.encode(header),
                 URL_SAFE_NO_PAD.encode(payload)
             );
-            let signature = sign(&world.pairs[key], algorithm, token.as_bytes());
+            let signature = world.keys[key].sign_input(algorithm, token.as_bytes());
             token.push('.');
             token.push_str(&URL_SAFE_NO_PAD.encode(signature));
             check_both(world, &token, grpc);
