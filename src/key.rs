@@ -26,10 +26,7 @@ use aws_lc_rs::{
     digest,
     signature::{self, ParsedPublicKey, VerificationAlgorithm},
 };
-use rsa::{
-    pkcs1::{self, der::Decode},
-    pkcs8::{self, spki},
-};
+use spki::der::{Decode, Encode};
 
 use crate::{algorithm::Algorithm, error::KeyError};
 
@@ -139,7 +136,6 @@ impl PublicKey {
 
     /// Reads an X.509 certificate (DER) with an RSA key.
     fn from_certificate_der(der: &[u8]) -> Result<PublicKey, KeyError> {
-        use rsa::pkcs8::der::Encode;
         let cert = x509_cert::Certificate::from_der(der).map_err(|_| KeyError::BadDer {
             what: "certificate",
         })?;
@@ -293,10 +289,7 @@ fn verification_algorithm(algorithm: Algorithm) -> &'static dyn VerificationAlgo
 
 /// The canonical SubjectPublicKeyInfo DER of an RSA key given as PKCS#1 DER.
 fn spki_der(pkcs1_der: &[u8]) -> Option<Vec<u8>> {
-    use rsa::pkcs8::der::{
-        Encode,
-        asn1::{AnyRef, BitStringRef, ObjectIdentifier},
-    };
+    use spki::der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
     let info = spki::SubjectPublicKeyInfoRef {
         algorithm: spki::AlgorithmIdentifier {
             oid: ObjectIdentifier::new(OID_RSA_ENCRYPTION).ok()?,

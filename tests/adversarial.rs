@@ -30,7 +30,7 @@ use base64::{
     engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD},
 };
 use http_body_util::BodyExt as _;
-use rsa::{pkcs1, pkcs1::der::Decode as _, pkcs8::spki};
+use spki::der::Decode as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use zitadel_system_auth::{
