@@ -1,20 +1,15 @@
 //! Errors: why a request was refused ([`AuthError`]), why a configuration could not
 //! be loaded ([`ConfigError`]), and why a key was refused ([`KeyError`]).
 //!
-//! [`AuthError`] turns into the HTTP answer ZITADEL's REST gateway gives through one
-//! [`IntoResponse`] implementation: 401 with the JSON body
-//! `{"code":16,"message":"...","details":[]}` and an RFC 6750 `WWW-Authenticate`
-//! header, 403 with code 7 for a missing role, 400 for several `Authorization`
-//! headers. No message ever contains the token, a claim value taken from it, or key
-//! material: every description is fixed text, plus the configured audience where
-//! that helps.
+//! Each variant names exactly what went wrong; [`AuthError`] also knows its HTTP
+//! status, gRPC code and a stable reason code. How a refusal is rendered as an HTTP
+//! or gRPC response is the [`response`](crate::response) module's. No message ever
+//! contains the token, a claim value taken from it, or key material: every
+//! description is fixed text, plus the configured audience where that helps.
 
 use std::{fmt, path::PathBuf, sync::Arc};
 
-use axum::{
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::http::StatusCode;
 
 /// Why a token or a request was refused.
 ///
@@ -320,87 +315,6 @@ impl AuthError {
             AuthError::Internal => "internal",
         }
     }
-
-    /// The `WWW-Authenticate` value for this refusal (RFC 6750 section 3); none for
-    /// an internal error.
-    pub fn www_authenticate(&self) -> Option<String> {
-        let code = match self {
-            AuthError::MissingToken => return Some("Bearer".to_owned()),
-            AuthError::MultipleAuthorizationHeaders | AuthError::MultipleOrganizationHeaders => {
-                "invalid_request"
-            }
-            AuthError::MissingRole { .. } => "insufficient_scope",
-            AuthError::Internal => return None,
-            _ => "invalid_token",
-        };
-        let description = quoted_string_safe(&self.to_string());
-        Some(format!(
-            "Bearer error=\"{code}\", error_description=\"{description}\""
-        ))
-    }
-}
-
-/// Keeps only characters allowed in an RFC 6750 `error_description`
-/// (visible ASCII and space, without `"` and `\`).
-fn quoted_string_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
-        .collect()
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "code": self.grpc_code(),
-            "message": self.to_string(),
-            "details": [],
-        });
-        let mut response = (self.status(), body.to_string()).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(Ok(value)) = self.www_authenticate().map(|v| HeaderValue::from_str(&v)) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
-        }
-        response
-    }
-}
-
-impl AuthError {
-    /// The refusal as a gRPC trailers-only response: HTTP 200 with `grpc-status`
-    /// (16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 3 INVALID_ARGUMENT, 13 INTERNAL)
-    /// and `grpc-message` in the headers, and no body. The layer answers a request
-    /// with `content-type: application/grpc` this way.
-    pub fn into_grpc_response(self) -> Response {
-        let mut response = Response::new(axum::body::Body::empty());
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert("grpc-status", HeaderValue::from(self.grpc_code()));
-        if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(&self.to_string())) {
-            headers.insert("grpc-message", message);
-        }
-        response
-    }
-}
-
-/// gRPC's `grpc-message` encoding: `%` and bytes outside space..`~` as `%XX`.
-fn grpc_percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if (b' '..=b'~').contains(&byte) && byte != b'%' {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// Why a key was refused at load time.

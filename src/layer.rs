@@ -51,26 +51,24 @@
 //! A refusal never reaches the inner service: it is answered as [`AuthError`] says.
 
 use std::{
-    future::Future,
     panic::AssertUnwindSafe,
-    pin::Pin,
     sync::{Arc, LazyLock},
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 
 use axum::{
     body::Body,
     http::{Extensions, HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION},
-    response::IntoResponse,
 };
 use bytes::Bytes;
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use crate::response::ResponseFuture;
 use crate::{
     auth::SystemAuth,
     error::{AuthError, Malformed},
+    response::Protocol,
     user::{InstanceId, ORG_ID_HEADER, SystemUser},
 };
 
@@ -201,7 +199,7 @@ where
                 request.extensions_mut().remove::<SystemUser>();
                 ResponseFuture::inner(self.inner.call(request))
             }
-            Err(error) => ResponseFuture::refused(error, Answer::for_request(&request)),
+            Err(error) => ResponseFuture::refused(error, Protocol::of(&request)),
         }
     }
 }
@@ -226,24 +224,6 @@ static ROOMY_EXTENSIONS: LazyLock<Extensions> = LazyLock::new(|| {
     extensions.clear();
     extensions
 });
-
-/// How a refusal is answered: ZITADEL's REST error, or a gRPC status for a gRPC
-/// request (`content-type: application/grpc...`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Answer {
-    Http,
-    Grpc,
-}
-
-impl Answer {
-    pub(crate) fn for_request<B>(request: &Request<B>) -> Answer {
-        let grpc = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if grpc { Answer::Grpc } else { Answer::Http }
-    }
-}
 
 /// Reads the token from exactly one `Authorization: Bearer <token>` header.
 ///
@@ -297,67 +277,6 @@ fn token_in(value: &[u8]) -> Result<&[u8], AuthError> {
     match rest.iter().position(|&b| b != b' ') {
         None => Err(AuthError::Malformed(Malformed::EmptyToken)),
         Some(start) => Ok(&rest[start..]),
-    }
-}
-
-pin_project! {
-    /// The response future of [`SystemAuthService`] and
-    /// [`RequireRole`](crate::role::RequireRole): the inner service's answer, or the
-    /// refusal.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner { #[pin] future: F },
-        Refused { error: Option<AuthError>, answer: Answer },
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    pub(crate) fn inner(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Inner { future },
-        }
-    }
-
-    pub(crate) fn refused(error: AuthError, answer: Answer) -> Self {
-        ResponseFuture {
-            kind: Kind::Refused {
-                error: Some(error),
-                answer,
-            },
-        }
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(Body::new)))
-            }
-            KindProj::Refused { error, answer } => {
-                let response = match (error.take(), answer) {
-                    (Some(error), Answer::Http) => error.into_response(),
-                    (Some(error), Answer::Grpc) => error.into_grpc_response(),
-                    (None, _) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-                };
-                Poll::Ready(Ok(response))
-            }
-        }
     }
 }
 

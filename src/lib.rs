@@ -75,6 +75,7 @@ pub mod layer;
 pub mod metrics;
 mod registry;
 pub mod reload;
+pub mod response;
 pub mod role;
 #[cfg(feature = "testing")]
 pub mod testing;

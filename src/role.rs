@@ -55,7 +55,7 @@ use tower_service::Service;
 
 use crate::{
     error::AuthError,
-    layer::{Answer, ResponseFuture},
+    response::{Protocol, ResponseFuture},
     user::SystemUser,
 };
 
@@ -116,7 +116,7 @@ where
         };
         match verdict {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::refused(error, Answer::for_request(&request)),
+            Err(error) => ResponseFuture::refused(error, Protocol::of(&request)),
         }
     }
 }
