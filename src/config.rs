@@ -29,6 +29,7 @@
 //! Holds what the configuration says and where it is read from; it knows nothing of
 //! keys' contents (see `key`) or of tokens.
 
+mod scalar;
 mod yaml;
 
 use std::{
@@ -179,7 +180,7 @@ impl Config {
             })?;
         }
         if let Some(secure) = lookup(ENV_EXTERNAL_SECURE) {
-            self.external_secure = yaml::parse_bool(secure.trim()).ok_or(ConfigError::Env {
+            self.external_secure = scalar::parse_bool(secure.trim()).ok_or(ConfigError::Env {
                 var: ENV_EXTERNAL_SECURE,
                 message: "must be true or false".to_owned(),
             })?;

@@ -129,7 +129,6 @@ fn grpc_percent_encode(text: &str) -> String {
     out
 }
 
-
 pin_project! {
     /// The response future of [`SystemAuthService`] and
     /// [`RequireRole`](crate::role::RequireRole): the inner service's answer, or the
@@ -191,4 +190,3 @@ where
         }
     }
 }
-

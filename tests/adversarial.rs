@@ -30,8 +30,8 @@ use base64::{
     engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD},
 };
 use http_body_util::BodyExt as _;
-use spki::der::Decode as _;
 use serde_json::{Value, json};
+use spki::der::Decode as _;
 use tower::ServiceExt as _;
 use zitadel_system_auth::{
     Algorithm, AuthError, SystemAuth,
