@@ -26,7 +26,11 @@ use std::{
     },
 };
 
-use crate::{key::Validity, user::Identity};
+use crate::{
+    key::Validity,
+    speedup::{self, Speedup},
+    user::Identity,
+};
 
 /// A token that passed every check, with what a hit must re-check.
 #[derive(Debug, Clone)]
@@ -90,7 +94,10 @@ impl TokenCache {
     pub fn new(limits: CacheLimits) -> TokenCache {
         TokenCache {
             map: papaya::HashMap::builder()
-                .hasher(TailHash::default())
+                .hasher(TailHash {
+                    seed: Default::default(),
+                    whole: !speedup::on(Speedup::TailHash),
+                })
                 .capacity(limits.entries.min(1024))
                 .build(),
             limits,
@@ -179,31 +186,45 @@ const HASHED_BYTES: usize = 32;
 /// as by hashing every byte, at a fraction of the work. Only verified tokens are ever
 /// stored, and a lookup still compares the whole token.
 #[derive(Clone, Default)]
-struct TailHash(foldhash::fast::RandomState);
+struct TailHash {
+    seed: foldhash::fast::RandomState,
+    /// Hash every byte ([`Speedup::TailHash`] off).
+    whole: bool,
+}
 
 impl BuildHasher for TailHash {
     type Hasher = TailHasher<<foldhash::fast::RandomState as BuildHasher>::Hasher>;
 
     fn build_hasher(&self) -> Self::Hasher {
-        TailHasher(self.0.build_hasher())
+        TailHasher {
+            hasher: self.seed.build_hasher(),
+            whole: self.whole,
+        }
     }
 }
 
 /// The hasher of [`TailHash`].
-struct TailHasher<H>(H);
+struct TailHasher<H> {
+    hasher: H,
+    whole: bool,
+}
 
 impl<H: Hasher> Hasher for TailHasher<H> {
     fn finish(&self) -> u64 {
-        self.0.finish()
+        self.hasher.finish()
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        self.0
-            .write(&bytes[bytes.len().saturating_sub(HASHED_BYTES)..]);
+        let from = if self.whole {
+            0
+        } else {
+            bytes.len().saturating_sub(HASHED_BYTES)
+        };
+        self.hasher.write(&bytes[from..]);
     }
 
     fn write_usize(&mut self, length: usize) {
-        self.0.write_usize(length);
+        self.hasher.write_usize(length);
     }
 }
 

@@ -69,6 +69,7 @@ use crate::{
     auth::SystemAuth,
     error::{AuthError, Malformed},
     response::Protocol,
+    speedup::{self, Speedup},
     user::{InstanceId, ORG_ID_HEADER, SystemUser},
 };
 
@@ -187,7 +188,7 @@ where
         match decision {
             Ok(Some(user)) => {
                 let extensions = request.extensions_mut();
-                if extensions.is_empty() {
+                if extensions.is_empty() && speedup::on(Speedup::RoomyExtensions) {
                     *extensions = ROOMY_EXTENSIONS.clone();
                 }
                 extensions.insert(user);

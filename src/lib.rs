@@ -77,6 +77,8 @@ mod registry;
 pub mod reload;
 pub mod response;
 pub mod role;
+#[doc(hidden)]
+pub mod speedup;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod user;

@@ -1,0 +1,64 @@
+//! The hand-written speed-ups on the request path, each with a switch so that the
+//! benchmarks can measure it side by side with the plain code it replaces.
+//!
+//! With the feature `testing`, [`testing::set_speedup`](crate::testing::set_speedup)
+//! turns one off for the whole process (a relaxed atomic load where it is used);
+//! without it every speed-up is on and the switch is a constant. Holds switches only.
+
+/// A hand-written speed-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Speedup {
+    /// A cache hit compares the token's time window with the kernel's coarse clock
+    /// (`CLOCK_REALTIME_COARSE`), and reads the precise one only near the window's
+    /// end. Off: every hit reads the precise clock.
+    CoarseClock,
+    /// The JOSE headers the usual minters write are known by their base64url text.
+    /// Off: every header is decoded and parsed.
+    KnownHeaders,
+    /// The token's parts are decoded with SIMD base64 (`base64-simd`) into buffers on
+    /// the stack. Off: the `base64` crate's decoder.
+    SimdBase64,
+    /// The token cache hashes a token's length and its last 32 bytes. Off: every byte.
+    TailHash,
+    /// A request with no extensions gets a map with room for the user and axum's
+    /// three, allocated once. Off: the map grows as extensions are added.
+    RoomyExtensions,
+}
+
+#[cfg(feature = "testing")]
+mod switches {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::Speedup;
+
+    /// One bit per speed-up that is turned off.
+    static OFF: AtomicU8 = AtomicU8::new(0);
+
+    fn bit(speedup: Speedup) -> u8 {
+        1 << (speedup as u8)
+    }
+
+    pub(crate) fn set(speedup: Speedup, on: bool) {
+        if on {
+            OFF.fetch_and(!bit(speedup), Ordering::Relaxed);
+        } else {
+            OFF.fetch_or(bit(speedup), Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn on(speedup: Speedup) -> bool {
+        OFF.load(Ordering::Relaxed) & bit(speedup) == 0
+    }
+}
+
+#[cfg(feature = "testing")]
+pub(crate) use switches::{on, set};
+
+/// Whether `speedup` is on: always, without the feature `testing`.
+#[cfg(not(feature = "testing"))]
+#[inline(always)]
+pub(crate) const fn on(_speedup: Speedup) -> bool {
+    true
+}
