@@ -24,7 +24,7 @@ use std::{
 };
 
 use common::{AUD, TestKey, openssl, path_str};
-use zitadel_system_auth::{AuthError, ReloadOutcome, Status, SystemAuth, WatchMode};
+use zitadel_system_auth::{AuthError, ReloadOutcome, ReloadReport, Status, SystemAuth, WatchMode};
 
 /// How long any positive wait may take before the test fails.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -1863,4 +1863,137 @@ fn stress_rotating_one_key_200_times_with_the_cache() {
 #[test]
 fn stress_rotating_one_key_200_times_without_the_cache() {
     stress(false);
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: nothing a reload reads can block it
+// ---------------------------------------------------------------------------
+
+/// Makes a FIFO at `path` with the `mkfifo` command (no `unsafe` here).
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {} failed", path.display());
+}
+
+/// Runs `f` on a thread; panics if it does not return within `TIMEOUT`.
+fn within_timeout<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(TIMEOUT)
+        .unwrap_or_else(|e| panic!("{what} did not return within {TIMEOUT:?} ({e})"))
+}
+
+#[test]
+fn a_fifo_in_place_of_a_key_file_is_a_failed_read_and_the_watcher_goes_on() {
+    let s = Single::new();
+    let fifo = s.dir.path().join("keys").join("staged.fifo");
+    mkfifo(&fifo);
+    let before = s.auth.status();
+    fs::rename(&fifo, &s.key_path).expect("FIFO over the key");
+    let auth = s.auth.clone();
+    let report = within_timeout("reload() with a FIFO as the key", move || auth.reload())
+        .expect("a bad key file is not an error of reload()");
+    assert_eq!((report.generation, report.changed), (1, false));
+    let shown = s.key_path.display().to_string();
+    assert!(
+        report.problems.len() == 1
+            && report.problems[0].contains(&shown)
+            && report.problems[0].contains("not a regular file"),
+        "{report:?}"
+    );
+    // The watcher saw the swap too, and did not hang on it.
+    let status = wait_reload(&s.auth, &before, "a reload that refuses the FIFO", |st| {
+        st.last_outcome == ReloadOutcome::Partial
+    });
+    assert_eq!(status.generation, 1);
+    assert_accepts(&s.auth, pool(0), "u");
+    // A good key afterwards is picked up by the watcher.
+    let cached = token(pool(0), "u");
+    save_by_rename(&s.key_path, &pool(1).public_pem);
+    wait_generation(&s.auth, 2);
+    assert_rotated(&s.auth, "u", pool(0), pool(1), &cached);
+}
+
+#[test]
+fn a_fifo_swapped_in_between_the_check_and_the_open_never_blocks_a_reload() {
+    // A FIFO and a regular file are linked over the key path in turn, as fast as
+    // possible, while reload() runs again and again: some reload sees a regular
+    // file when it checks and a FIFO when it opens. Opening a FIFO blocks until a
+    // writer comes, unless it is opened without blocking.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_path = dir.path().join("u.pub");
+    let regular = dir.path().join("regular");
+    let fifo = dir.path().join("fifo");
+    fs::write(&key_path, &pool(0).public_pem).expect("key");
+    fs::write(&regular, &pool(0).public_pem).expect("regular");
+    mkfifo(&fifo);
+    let config = dir.path().join("config.yaml");
+    fs::write(&config, config_text(&[("u", &key_path)])).expect("config");
+    let auth = SystemAuth::builder()
+        .config_file(&config)
+        .watch(false)
+        .build()
+        .expect("build");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, key_path) = (stop.clone(), key_path.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for source in [&fifo, &regular] {
+                    let tmp = key_path.with_file_name(format!(".swap{n}"));
+                    n += 1;
+                    fs::hard_link(source, &tmp).expect("link");
+                    fs::rename(&tmp, &key_path).expect("rename over the key");
+                }
+            }
+            n
+        })
+    };
+    let (progress_tx, progress) = std::sync::mpsc::channel::<Result<ReloadReport, String>>();
+    let reloader = {
+        let (auth, stop) = (auth.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let result = auth.reload().map_err(|e| e.to_string());
+                if progress_tx.send(result).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let (mut reloads, mut refused) = (0u32, 0u32);
+    while started.elapsed() < Duration::from_secs(3) {
+        match progress.recv_timeout(TIMEOUT) {
+            Ok(Ok(report)) => {
+                reloads += 1;
+                assert_eq!(report.generation, 1, "{report:?}");
+                refused += u32::from(!report.problems.is_empty());
+            }
+            Ok(Err(error)) => panic!("the config is fine: {error}"),
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                panic!(
+                    "a reload blocked for {TIMEOUT:?} after {reloads} reloads (a FIFO opened for \
+                     reading waits for a writer)"
+                );
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(progress);
+    let swaps = swapper.join().expect("swapper");
+    reloader.join().expect("reloader");
+    eprintln!("{reloads} reloads, {refused} refused the FIFO, {swaps} swaps");
+    assert!(
+        reloads > 10 && refused > 0,
+        "{reloads} reloads, {refused} refused"
+    );
+    assert_accepts(&auth, pool(0), "u");
 }
