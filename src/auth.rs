@@ -80,7 +80,7 @@ struct Inner {
     metrics: Metrics,
 }
 
-/// See [`SystemAuthBuilder::reload_hook`].
+/// Run at the start of every reload, with the lock held (tests only).
 type ReloadHook = Arc<dyn Fn() + Send + Sync>;
 
 /// How many refusals are logged in one second at most; the rest are counted and
