@@ -641,21 +641,25 @@ impl Inner {
     }
 
     /// The last published reload and the registry it put in place, without
-    /// waiting for a reload in progress. The registry is swapped in just before the
-    /// reload is published; between the two stores this retries a few times, and
-    /// then takes the published reload's own registry (one reload behind).
+    /// waiting for a reload in progress. A reload swaps its registry in and
+    /// publishes itself right after, with nothing in between; a call that comes
+    /// between the two stores tries again until the reload is published (a
+    /// preempted thread needs a time slice, no file is read meanwhile). Should the
+    /// two ever disagree for a second, the registry in place wins.
     fn snapshot(&self) -> (Arc<Published>, Arc<Registry>) {
-        for _ in 0..64 {
+        let mut started = None;
+        loop {
             let published = self.published.load_full();
             let registry = self.registry.load_full();
             if Arc::ptr_eq(&published.registry, &registry) {
                 return (published, registry);
             }
+            let started = *started.get_or_insert_with(std::time::Instant::now);
+            if started.elapsed() > Duration::from_secs(1) {
+                return (published, registry);
+            }
             std::thread::yield_now();
         }
-        let published = self.published.load_full();
-        let registry = published.registry.clone();
-        (published, registry)
     }
 
     /// Reads the configuration and every key again, and swaps in a new registry if
