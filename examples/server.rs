@@ -93,11 +93,9 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .watch(!args.no_watch)
         .build()?;
     // The same configuration once more, for the domain the instance search reports.
+    // Its warnings were logged by `build` already.
     let mut config = Config::from_file(&args.config)?;
     config.apply_env()?;
-    for warning in config.warnings() {
-        eprintln!("warning: {warning}");
-    }
     let audiences: Vec<&str> = auth.audiences().collect();
     eprintln!(
         "system users {:?}; tokens must carry the audience {}",
@@ -125,14 +123,20 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Reloads the keys on SIGHUP, as daemons do.
+/// Reloads the keys on SIGHUP, as daemons do. The reload reads files, so it runs
+/// on the blocking pool, never on the threads that answer requests.
 #[cfg(unix)]
 fn reload_on_sighup(auth: SystemAuth) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match auth.reload() {
+            let auth = auth.clone();
+            let Ok(result) = tokio::task::spawn_blocking(move || auth.reload()).await else {
+                eprintln!("SIGHUP: the reload panicked; keeping the last good keys");
+                continue;
+            };
+            match result {
                 Ok(report) => eprintln!(
                     "SIGHUP: reloaded, generation {}{}{}",
                     report.generation,

@@ -21,7 +21,8 @@ use crate::{
     metrics::Metrics,
     registry::Registry,
     reload::{
-        self, ReloadOutcome, ReloadReport, Reloadable, Status, UserStatus, WatchMode, WatchSettings,
+        self, FolderStatus, ReloadOutcome, ReloadReport, Reloadable, Status, UserStatus, WatchHook,
+        WatchMode, WatchSettings,
     },
     user::SystemUser,
     verify::{Clock, Verified, Verifier},
@@ -65,11 +66,24 @@ struct Inner {
     instance_id: Option<Arc<str>>,
     source: ConfigSource,
     cache_limits: Option<CacheLimits>,
-    /// Held for the whole of a reload, so reloads never interleave.
-    reload: Mutex<ReloadState>,
+    /// Held for the whole of a reload, so reloads never interleave. Nothing else
+    /// takes it: [`SystemAuth::status`] and the reload thread read what the last
+    /// reload published.
+    reload: Mutex<ReloadLock>,
+    /// What the last reload did, with the registry it left in place.
+    published: ArcSwap<Published>,
+    /// How the files are watched, as the reload thread last published it.
+    watch: ArcSwap<WatchView>,
+    /// Panics caught in the reload thread.
+    reload_thread_panics: AtomicU64,
+    /// Run at the start of every reload, with the lock held (tests only).
+    reload_hook: Option<ReloadHook>,
     refusals: RefusalLog,
     metrics: Metrics,
 }
+
+/// Run at the start of every reload, with the lock held (tests only).
+type ReloadHook = Arc<dyn Fn() + Send + Sync>;
 
 /// How many refusals are logged in one second at most; the rest are counted and
 /// the count is logged when the next second begins, so a flood cannot fill a disk.
@@ -115,16 +129,28 @@ impl RefusalLog {
     }
 }
 
-/// What the last reload did, for [`SystemAuth::status`].
-struct ReloadState {
+/// What only a reload in progress needs.
+struct ReloadLock {
+    /// The last failure logged, so one bad change is logged once.
+    logged: Option<String>,
+}
+
+/// What the last reload did, for [`SystemAuth::status`]: published whole after
+/// each reload, right after the registry it describes is swapped in.
+struct Published {
+    /// The registry in place after that reload.
+    registry: Arc<Registry>,
     finished: SystemTime,
     outcome: ReloadOutcome,
     error: Option<String>,
-    /// The last failure logged, so one bad change is logged once.
-    logged: Option<String>,
-    watching: WatchMode,
     /// The files of the last configuration that loaded (config file and key paths).
-    files: Vec<PathBuf>,
+    files: Arc<[PathBuf]>,
+}
+
+/// How the files are watched, for [`SystemAuth::status`].
+struct WatchView {
+    watching: WatchMode,
+    folders: Vec<FolderStatus>,
 }
 
 impl fmt::Debug for SystemAuth {
@@ -224,13 +250,14 @@ impl SystemAuth {
     }
 
     /// The registry's generation, the last reload's time, outcome and error, how
-    /// changes are watched, and each user's key fingerprint (and certificate
-    /// NotAfter).
+    /// changes are watched (overall and per folder), the reload thread's panics,
+    /// and each user's key fingerprint (and certificate NotAfter).
+    ///
+    /// Never waits for a reload in progress: it reads what the last finished
+    /// reload published, and the registry that reload put in place.
     pub fn status(&self) -> Status {
-        // The lock first: a reload swaps the registry while holding it, so the two
-        // read together describe the same reload.
-        let state = self.inner.state();
-        let registry = self.inner.registry.load();
+        let (state, registry) = self.inner.snapshot();
+        let watch = self.inner.watch.load();
         let mut users: Vec<UserStatus> = registry
             .users()
             .map(|user| UserStatus {
@@ -245,7 +272,9 @@ impl SystemAuth {
             last_reload: state.finished,
             last_outcome: state.outcome,
             last_error: state.error.clone(),
-            watching: state.watching,
+            watching: watch.watching,
+            folders: watch.folders.clone(),
+            reload_thread_panics: self.inner.reload_thread_panics.load(Ordering::Relaxed),
             users,
             cached_tokens: registry.cache().map_or(0, |cache| cache.len()),
         }
@@ -308,6 +337,8 @@ pub struct SystemAuthBuilder {
     watch: bool,
     debounce: Duration,
     poll_interval: Option<Duration>,
+    watch_hook: Option<WatchHook>,
+    reload_hook: Option<ReloadHook>,
 }
 
 impl Default for SystemAuthBuilder {
@@ -329,6 +360,8 @@ impl Default for SystemAuthBuilder {
             watch: true,
             debounce: Duration::from_millis(50),
             poll_interval: None,
+            watch_hook: None,
+            reload_hook: None,
         }
     }
 }
@@ -468,7 +501,10 @@ impl SystemAuthBuilder {
     }
 
     /// How long the files must be quiet after a change before they are read
-    /// (default 50 ms), so a burst of changes is one reload.
+    /// (default 50 ms), so a burst of changes is one reload; a burst that goes on
+    /// is read at the latest ten of them after it began. At most one minute:
+    /// [`build`](Self::build) refuses a longer one, which would hold back a
+    /// removed user or a replaced key for that long.
     pub fn debounce(mut self, quiet: Duration) -> Self {
         self.debounce = quiet;
         self
@@ -476,8 +512,31 @@ impl SystemAuthBuilder {
 
     /// Reads the files at this interval and compares them, instead of waiting for
     /// file system events (for network file systems and mounts that give none).
+    /// Positive and at most one day, or [`build`](Self::build) refuses it.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = Some(interval);
+        self
+    }
+
+    /// Tests only: called by the reload thread before each watch of a folder; an
+    /// `Err` makes that watch fail as if the watcher refused it, and a panic is a
+    /// panic in the reload thread.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn watch_hook(
+        mut self,
+        hook: impl Fn(&std::path::Path) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.watch_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Tests only: called at the start of every reload, while the reload holds its
+    /// lock (so a test can hold a reload in progress).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn reload_hook(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.reload_hook = Some(Arc::new(hook));
         self
     }
 
@@ -519,6 +578,19 @@ impl SystemAuthBuilder {
                 "poll_interval must be positive",
             ));
         }
+        if self
+            .poll_interval
+            .is_some_and(|i| i > reload::MAX_POLL_INTERVAL)
+        {
+            return Err(ConfigError::InvalidSetting(
+                "poll_interval must be at most one day (a longer one would leave removed users and replaced keys in place that long)",
+            ));
+        }
+        if self.debounce > reload::MAX_DEBOUNCE {
+            return Err(ConfigError::InvalidSetting(
+                "debounce must be at most one minute (a longer one would leave removed users and replaced keys in place that long)",
+            ));
+        }
         let primary = self.audience.unwrap_or_else(|| config.audience());
         let audiences = std::iter::once(primary)
             .chain(self.additional_audiences)
@@ -532,8 +604,9 @@ impl SystemAuthBuilder {
         if !problems.is_empty() {
             return Err(problems.swap_remove(0));
         }
-        let files = source.files(&config);
+        let files: Arc<[PathBuf]> = source.files(&config).into();
         let watched = !files.is_empty() && self.watch;
+        let registry = Arc::new(registry);
         let inner = Arc::new(Inner {
             verifier: Verifier {
                 audiences,
@@ -543,29 +616,35 @@ impl SystemAuthBuilder {
                 max_token_length: self.max_token_length,
                 clock: self.clock,
             },
-            registry: ArcSwap::from_pointee(registry),
+            registry: ArcSwap::new(registry.clone()),
             instance_id: self.instance_id.map(Arc::from),
             source,
             cache_limits,
             refusals: RefusalLog::default(),
             metrics: Metrics::new(),
-            reload: Mutex::new(ReloadState {
+            reload: Mutex::new(ReloadLock { logged: None }),
+            published: ArcSwap::from_pointee(Published {
+                registry,
                 finished: SystemTime::now(),
                 outcome: ReloadOutcome::Initial,
                 error: None,
-                logged: None,
-                watching: WatchMode::Off,
                 files,
             }),
+            watch: ArcSwap::from_pointee(WatchView {
+                watching: WatchMode::Off,
+                folders: Vec::new(),
+            }),
+            reload_thread_panics: AtomicU64::new(0),
+            reload_hook: self.reload_hook,
         });
         if watched {
             let settings = WatchSettings {
                 debounce: self.debounce,
                 poll_interval: self.poll_interval,
+                watch_hook: self.watch_hook,
             };
-            let files = inner.watched_files();
-            match reload::spawn(Arc::downgrade(&inner), &files, settings) {
-                Ok(mode) => inner.state().watching = mode,
+            match reload::spawn(&inner, settings) {
+                Ok(()) => {}
                 Err(error) => tracing::warn!(
                     target: "zitadel_system_auth",
                     "cannot start the reload thread ({error}); call SystemAuth::reload to reload"
@@ -577,16 +656,42 @@ impl SystemAuthBuilder {
 }
 
 impl Inner {
-    fn state(&self) -> std::sync::MutexGuard<'_, ReloadState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReloadLock> {
+        // A panic during a reload leaves nothing half-done in the lock's data.
         self.reload.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The last published reload and the registry it put in place, without
+    /// waiting for a reload in progress. A reload swaps its registry in and
+    /// publishes itself right after, with nothing in between; a call that comes
+    /// between the two stores tries again until the reload is published (a
+    /// preempted thread needs a time slice, no file is read meanwhile). Should the
+    /// two ever disagree for a second, the registry in place wins.
+    fn snapshot(&self) -> (Arc<Published>, Arc<Registry>) {
+        let mut started = None;
+        loop {
+            let published = self.published.load_full();
+            let registry = self.registry.load_full();
+            if Arc::ptr_eq(&published.registry, &registry) {
+                return (published, registry);
+            }
+            let started = *started.get_or_insert_with(std::time::Instant::now);
+            if started.elapsed() > Duration::from_secs(1) {
+                return (published, registry);
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Reads the configuration and every key again, and swaps in a new registry if
     /// anything changed. Holds the reload lock throughout.
     fn reload(&self) -> Result<ReloadReport, ConfigError> {
         let _span = tracing::info_span!(target: "zitadel_system_auth", "reload").entered();
-        let mut state = self.state();
-        let result = self.reload_locked(&mut state);
+        let mut lock = self.lock();
+        if let Some(hook) = &self.reload_hook {
+            hook();
+        }
+        let result = self.reload_locked();
         match &result {
             Ok(report) if report.changed => tracing::info!(
                 target: "zitadel_system_auth",
@@ -596,63 +701,75 @@ impl Inner {
             _ => {}
         }
         // A failure is logged once per change, not once per attempt.
-        if let Some(error) = state.error.clone()
-            && state.logged.as_ref() != Some(&error)
-        {
-            tracing::warn!(
-                target: "zitadel_system_auth",
-                "reload kept the last good keys: {error}"
-            );
-            state.logged = Some(error);
+        match self.published.load().error.clone() {
+            Some(error) if lock.logged.as_ref() != Some(&error) => {
+                tracing::warn!(
+                    target: "zitadel_system_auth",
+                    "reload kept the last good keys: {error}"
+                );
+                lock.logged = Some(error);
+            }
+            Some(_) => {}
+            None => lock.logged = None,
         }
         result
     }
 
-    fn reload_locked(&self, state: &mut ReloadState) -> Result<ReloadReport, ConfigError> {
+    /// The reload itself; the caller holds the lock.
+    fn reload_locked(&self) -> Result<ReloadReport, ConfigError> {
         let current = self.registry.load_full();
+        let previous_files = self.published.load().files.clone();
         let result = self.source.load().map(|config| {
-            state.files = self.source.files(&config);
-            Registry::load(
+            let files: Arc<[PathBuf]> = self.source.files(&config).into();
+            let loaded = Registry::load(
                 &config,
                 Some(&current),
                 current.generation() + 1,
                 self.cache_limits,
-            )
+            );
+            (loaded, files)
         });
-        state.finished = SystemTime::now();
+        let finished = SystemTime::now();
         match result {
             Err(error) => {
-                state.outcome = ReloadOutcome::Failed;
-                state.error = Some(error.to_string());
+                self.published.store(Arc::new(Published {
+                    registry: current.clone(),
+                    finished,
+                    outcome: ReloadOutcome::Failed,
+                    error: Some(error.to_string()),
+                    files: previous_files,
+                }));
                 self.metrics.reload("failed", current.generation(), false);
                 Err(error)
             }
-            Ok((next, problems)) => {
+            Ok(((next, problems), files)) => {
                 let changed = !next.same_as(&current);
-                let generation = if changed {
-                    let generation = next.generation();
-                    self.registry.store(Arc::new(next));
-                    generation
-                } else {
-                    current.generation()
-                };
+                let registry = if changed { Arc::new(next) } else { current };
+                let generation = registry.generation();
                 let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                state.outcome = match (problems.is_empty(), changed) {
+                let outcome = match (problems.is_empty(), changed) {
                     (false, _) => ReloadOutcome::Partial,
                     (true, true) => ReloadOutcome::Changed,
                     (true, false) => ReloadOutcome::Unchanged,
                 };
-                state.error = (!problems.is_empty()).then(|| problems.join("; "));
-                let outcome = match state.outcome {
+                let published = Arc::new(Published {
+                    registry: registry.clone(),
+                    finished,
+                    outcome,
+                    error: (!problems.is_empty()).then(|| problems.join("; ")),
+                    files,
+                });
+                // Nothing between the two stores: `snapshot` pairs them.
+                if changed {
+                    self.registry.store(registry);
+                }
+                self.published.store(published);
+                let label = match outcome {
                     ReloadOutcome::Partial => "partial",
                     ReloadOutcome::Changed => "changed",
                     _ => "unchanged",
                 };
-                self.metrics
-                    .reload(outcome, generation, problems.is_empty());
-                if state.error.is_none() {
-                    state.logged = None;
-                }
+                self.metrics.reload(label, generation, problems.is_empty());
                 Ok(ReloadReport {
                     generation,
                     changed,
@@ -670,7 +787,16 @@ impl Reloadable for Inner {
     }
 
     fn watched_files(&self) -> Vec<PathBuf> {
-        self.state().files.clone()
+        self.published.load().files.to_vec()
+    }
+
+    fn publish_watch(&self, watching: WatchMode, folders: Vec<FolderStatus>) {
+        self.watch.store(Arc::new(WatchView { watching, folders }));
+    }
+
+    fn reload_thread_panicked(&self) {
+        self.metrics.reload_thread_panic();
+        self.reload_thread_panics.fetch_add(1, Ordering::Relaxed);
     }
 }
 

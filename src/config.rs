@@ -382,23 +382,51 @@ pub(crate) const MAX_KEY_BYTES: u64 = 64 * 1024;
 
 /// Reads a regular file of at most `limit` bytes: `/dev/zero`, a FIFO or a huge
 /// file named by mistake is an error, not a hang or an exhausted memory.
+///
+/// Nothing here can block: the file is opened without blocking (a FIFO or a device
+/// swapped in after any earlier check opens at once instead of waiting for a
+/// writer), then its type and size are checked on the open handle, and at most
+/// `limit + 1` bytes are read.
 pub(crate) fn read_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read as _;
-    if !std::fs::metadata(path)?.is_file() {
+    let file = open_nonblocking(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ));
     }
+    if metadata.len() > limit {
+        return Err(too_large(limit));
+    }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {limit} bytes"),
-        ));
+        return Err(too_large(limit));
     }
     Ok(bytes)
+}
+
+fn too_large(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("larger than {limit} bytes"),
+    )
+}
+
+/// Opens `path` for reading without waiting: `O_NONBLOCK` (a FIFO with no writer
+/// opens at once; on a regular file the flag changes nothing) and `O_NOCTTY`.
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::open(path)
 }

@@ -89,7 +89,9 @@ pub use auth::{REFUSAL_LOGS_PER_SECOND, SystemAuth, SystemAuthBuilder};
 pub use config::Config;
 pub use error::{AuthError, ConfigError, KeyError};
 pub use layer::{SystemAuthLayer, SystemAuthService};
-pub use reload::{ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode};
+pub use reload::{
+    FolderStatus, FolderWatch, ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode,
+};
 pub use role::{RequireRole, RequireRoleLayer};
 pub use user::{InstanceId, MemberType, Membership, SystemUser};
 

@@ -8,6 +8,7 @@
 //! | `zitadel_system_auth_reloads_total` | counter | `outcome` = `changed`, `unchanged`, `partial` or `failed` |
 //! | `zitadel_system_auth_registry_generation` | gauge | |
 //! | `zitadel_system_auth_seconds_since_last_good_reload` | gauge | (updated with every decision and reload) |
+//! | `zitadel_system_auth_reload_thread_panics_total` | counter | (panics caught in the reload thread, which goes on) |
 //!
 //! Every label value is one of the fixed words above: none comes from a token.
 //! Install the recorder before building [`SystemAuth`](crate::SystemAuth): handles are
@@ -29,6 +30,7 @@ mod enabled {
         cache_miss: Counter,
         generation: Gauge,
         since_good_reload: Gauge,
+        reload_thread_panics: Counter,
         /// Unix seconds of the last good reload (or the build).
         last_good: AtomicU64,
     }
@@ -47,6 +49,7 @@ mod enabled {
                 cache_miss: counter!("zitadel_system_auth_token_cache_total", "result" => "miss"),
                 generation: gauge!("zitadel_system_auth_registry_generation"),
                 since_good_reload: gauge!("zitadel_system_auth_seconds_since_last_good_reload"),
+                reload_thread_panics: counter!("zitadel_system_auth_reload_thread_panics_total"),
                 last_good: AtomicU64::new(unix_now()),
             }
         }
@@ -83,6 +86,10 @@ mod enabled {
             }
             self.touch();
         }
+
+        pub fn reload_thread_panic(&self) {
+            self.reload_thread_panics.increment(1);
+        }
     }
 }
 
@@ -99,6 +106,7 @@ mod enabled {
         pub fn refused(&self, _reason: &'static str) {}
         pub fn cache(&self, _hit: bool) {}
         pub fn reload(&self, _outcome: &'static str, _generation: u64, _good: bool) {}
+        pub fn reload_thread_panic(&self) {}
     }
 }
 

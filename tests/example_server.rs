@@ -224,15 +224,12 @@ impl Server {
 
     /// Like [`Server::start`], with further command-line arguments.
     fn start_with(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
-        let mut command = command("server");
-        command
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        Server::spawn(server_command(config, env, args))
+    }
+
+    /// Starts `command` (from [`server_command`]) and waits for its `listening on`
+    /// line.
+    fn spawn(mut command: Command) -> Server {
         let mut child = ChildGuard(command.spawn().expect("spawn the server example"));
         let stderr = collect(child.0.stderr.take().expect("stderr"));
         let stdout = child.0.stdout.take().expect("stdout");
@@ -283,6 +280,20 @@ impl Server {
                 )
             })
     }
+}
+
+/// The command line of the server example on a free loopback port.
+fn server_command(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = command("server");
+    command
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 // ---- Configuration ----
@@ -570,6 +581,304 @@ async fn server_reloads_on_sighup() {
     assert_eq!(
         server.call("POST", path, Some(&old_token)).await.status,
         401
+    );
+}
+
+/// How many lines of the server's stderr contain `needle`.
+fn stderr_count(server: &Server, needle: &str) -> usize {
+    server
+        .stderr
+        .lock()
+        .expect("lock")
+        .lines()
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+/// Sends SIGHUP and waits (at most [`RELOAD_WAIT`]) for the server to report one
+/// more finished reload on stderr.
+#[cfg(unix)]
+async fn sighup_and_wait(server: &Server) {
+    let before = stderr_count(server, "SIGHUP: ");
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + RELOAD_WAIT;
+    while stderr_count(server, "SIGHUP: ") == before {
+        assert!(
+            Instant::now() < deadline,
+            "the reload after SIGHUP did not finish within {RELOAD_WAIT:?}; stderr:\n{}",
+            server.stderr.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long a reload or a change may take to show before a test fails.
+const RELOAD_WAIT: Duration = Duration::from_secs(15);
+
+/// `GET /healthz` answers `ok` within a few seconds.
+async fn assert_healthy(server: &Server) {
+    let reply = tokio::time::timeout(Duration::from_secs(5), server.call("GET", "/healthz", None))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "/healthz did not answer within 5 s; stderr:\n{}",
+                server.stderr.lock().expect("lock")
+            )
+        });
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "ok"),
+        "{reply:?}"
+    );
+}
+
+/// Makes a FIFO at `path` with the `mkfifo` command (no `unsafe` in the tests).
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {} failed", path.display());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn server_keeps_answering_when_a_fifo_replaces_the_key_under_sighup() {
+    let (owner, _) = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let owner_pub = dir.path().join("owner.pub");
+    let regular = dir.path().join("regular.pub");
+    let fifo = dir.path().join("key.fifo");
+    std::fs::write(&owner_pub, &owner.public_pem).expect("write the key");
+    std::fs::write(&regular, &owner.public_pem).expect("write the key");
+    mkfifo(&fifo);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - {OWNER}:\n      Path: owner.pub\n"),
+    )
+    .expect("write config");
+    let server = Server::start(&config, &[]);
+    assert_healthy(&server).await;
+
+    // A FIFO and a regular file are linked over the key in turn, as fast as
+    // possible, so that some reload finds a regular file when it checks and a FIFO
+    // when it opens; SIGHUP after SIGHUP, every reload finishes and the server
+    // answers.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, owner_pub, fifo, regular) = (
+            stop.clone(),
+            owner_pub.clone(),
+            fifo.clone(),
+            regular.clone(),
+        );
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for source in [&fifo, &regular] {
+                    let tmp = owner_pub.with_file_name(format!(".swap{n}"));
+                    n += 1;
+                    std::fs::hard_link(source, &tmp).expect("link");
+                    std::fs::rename(&tmp, &owner_pub).expect("rename over the key");
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut hangups = 0;
+    while started.elapsed() < Duration::from_secs(3) || hangups < 20 {
+        sighup_and_wait(&server).await;
+        assert_healthy(&server).await;
+        hangups += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().expect("swapper");
+
+    // The FIFO stays: a failed read of the key, the last good key kept.
+    let tmp = dir.path().join(".fifo-last");
+    std::fs::hard_link(&fifo, &tmp).expect("link");
+    std::fs::rename(&tmp, &owner_pub).expect("FIFO over the key");
+    sighup_and_wait(&server).await;
+    assert!(
+        server
+            .stderr
+            .lock()
+            .expect("lock")
+            .lines()
+            .rev()
+            .find(|l| l.contains("SIGHUP: "))
+            .is_some_and(|l| l.contains("not a regular file")),
+        "{}",
+        server.stderr.lock().expect("lock")
+    );
+    assert_healthy(&server).await;
+    let old_token = token(owner, OWNER, AUD);
+    assert_eq!(
+        server.call("POST", SEARCH, Some(&old_token)).await.status,
+        200
+    );
+
+    // A good new key, then SIGHUP: in effect.
+    let rotated = common::TestKey::generate("fifo-rotated");
+    let staged = dir.path().join(".owner.pub.new");
+    std::fs::write(&staged, &rotated.public_pem).expect("write the new key");
+    std::fs::rename(&staged, &owner_pub).expect("new key over the FIFO");
+    sighup_and_wait(&server).await;
+    let new_token = token(&rotated, OWNER, AUD);
+    assert_eq!(
+        server.call("POST", SEARCH, Some(&new_token)).await.status,
+        200
+    );
+    assert_eq!(
+        server.call("POST", SEARCH, Some(&old_token)).await.status,
+        401
+    );
+}
+
+#[test]
+fn server_warns_once_about_an_empty_system_api_users() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers: []\n",
+    )
+    .expect("write config");
+    let server = Server::start(&config, &[]);
+    // The line printed after the configuration's warnings.
+    let deadline = Instant::now() + STARTUP;
+    while stderr_count(&server, "system users [];") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            server.stderr.lock().expect("lock")
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let stderr = server.stderr.lock().expect("lock").clone();
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("SystemAPIUsers is empty"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("SystemAPIUsers is empty")),
+        "the warning comes through tracing: {stderr}"
+    );
+}
+
+/// The effective user id of this process, from `id -u`.
+#[cfg(unix)]
+fn euid() -> u32 {
+    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a user id")
+}
+
+/// Sets `path`'s mode.
+#[cfg(unix)]
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+#[ignore = "needs root: runs the example server as nobody"]
+async fn server_as_nobody_applies_a_key_change_in_a_folder_it_cannot_watch() {
+    use std::os::unix::{fs::PermissionsExt as _, process::CommandExt as _};
+    const NOBODY: u32 = 65534;
+    assert_eq!(
+        euid(),
+        0,
+        "this test starts the server as nobody (uid {NOBODY}), which needs root"
+    );
+    // The server binary and every folder above it must be reachable by nobody.
+    let binary = example("server");
+    for path in binary.ancestors() {
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        let mode = std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert!(
+            mode & 0o001 != 0,
+            "{} (mode {mode:o}) is not traversable/executable by others",
+            path.display()
+        );
+    }
+    // root (0755) / etc (0311: nobody may traverse it, not read it, so inotify
+    // refuses to watch it) / config.yaml, key.pub (0644).
+    let root = tempfile::tempdir().expect("tempdir");
+    chmod(root.path(), 0o755);
+    let etc = root.path().join("etc");
+    std::fs::create_dir(&etc).expect("etc");
+    let (owner, _) = keys();
+    let key = etc.join("key.pub");
+    std::fs::write(&key, &owner.public_pem).expect("key");
+    chmod(&key, 0o644);
+    let config = etc.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - {OWNER}:\n      Path: key.pub\n"),
+    )
+    .expect("config");
+    chmod(&config, 0o644);
+    chmod(&etc, 0o311);
+
+    let mut command = server_command(&config, &[], &[]);
+    command.uid(NOBODY).gid(NOBODY);
+    let server = Server::spawn(command);
+    let old_token = token(owner, OWNER, AUD);
+    assert_eq!(
+        server.call("POST", SEARCH, Some(&old_token)).await.status,
+        200
+    );
+    assert!(
+        stderr_count(&server, "cannot watch") >= 1,
+        "the unwatchable folder is warned about: {}",
+        server.stderr.lock().expect("lock")
+    );
+
+    // Replace the key (save-by-rename, as root), readable by nobody.
+    let rotated = common::TestKey::generate("nobody-rotated");
+    let staged = etc.join(".key.pub.new");
+    std::fs::write(&staged, &rotated.public_pem).expect("new key");
+    chmod(&staged, 0o644);
+    std::fs::rename(&staged, &key).expect("rename over the key");
+    let new_token = token(&rotated, OWNER, AUD);
+    let deadline = Instant::now() + RELOAD_WAIT;
+    while server.call("POST", SEARCH, Some(&new_token)).await.status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the new key was not accepted within {RELOAD_WAIT:?}; stderr:\n{}",
+            server.stderr.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.call("POST", SEARCH, Some(&old_token)).await.status,
+        401
+    );
+    assert_eq!(
+        stderr_count(&server, "cannot watch"),
+        1,
+        "warned once: {}",
+        server.stderr.lock().expect("lock")
     );
 }
 

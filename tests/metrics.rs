@@ -128,3 +128,41 @@ fn decisions_cache_and_reloads_are_counted_without_token_labels() {
         }
     }
 }
+
+#[test]
+fn a_panic_in_the_reload_thread_is_counted() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    use std::time::{Duration, Instant};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // The first watch of the config's folder fails (it is polled), the retry a
+    // second later panics inside the reload thread, later ones succeed.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let system = metrics::with_local_recorder(&recorder, || {
+        let calls = calls.clone();
+        TestSystem::with(move |b| {
+            b.watch_hook(move |_| match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(std::io::Error::other("refused by the test")),
+                1 => panic!("the test's watch hook panics"),
+                _ => Ok(()),
+            })
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while system.auth.status().reload_thread_panics == 0 {
+        assert!(Instant::now() < deadline, "{:#?}", system.auth.status());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let values = values(snapshotter.snapshot().into_vec());
+    assert_eq!(
+        counter(
+            &values,
+            "zitadel_system_auth_reload_thread_panics_total",
+            &[]
+        ),
+        1
+    );
+}

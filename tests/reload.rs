@@ -24,7 +24,9 @@ use std::{
 };
 
 use common::{AUD, TestKey, openssl, path_str};
-use zitadel_system_auth::{AuthError, ReloadOutcome, Status, SystemAuth, WatchMode};
+use zitadel_system_auth::{
+    AuthError, FolderWatch, ReloadOutcome, ReloadReport, Status, SystemAuth, WatchMode,
+};
 
 /// How long any positive wait may take before the test fails.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -1863,4 +1865,592 @@ fn stress_rotating_one_key_200_times_with_the_cache() {
 #[test]
 fn stress_rotating_one_key_200_times_without_the_cache() {
     stress(false);
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: nothing a reload reads can block it
+// ---------------------------------------------------------------------------
+
+/// Makes a FIFO at `path` with the `mkfifo` command (no `unsafe` here).
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {} failed", path.display());
+}
+
+/// Runs `f` on a thread; panics if it does not return within `TIMEOUT`.
+fn within_timeout<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(TIMEOUT)
+        .unwrap_or_else(|e| panic!("{what} did not return within {TIMEOUT:?} ({e})"))
+}
+
+#[test]
+fn a_fifo_in_place_of_a_key_file_is_a_failed_read_and_the_watcher_goes_on() {
+    let s = Single::new();
+    let fifo = s.dir.path().join("keys").join("staged.fifo");
+    mkfifo(&fifo);
+    let before = s.auth.status();
+    fs::rename(&fifo, &s.key_path).expect("FIFO over the key");
+    let auth = s.auth.clone();
+    let report = within_timeout("reload() with a FIFO as the key", move || auth.reload())
+        .expect("a bad key file is not an error of reload()");
+    assert_eq!((report.generation, report.changed), (1, false));
+    let shown = s.key_path.display().to_string();
+    assert!(
+        report.problems.len() == 1
+            && report.problems[0].contains(&shown)
+            && report.problems[0].contains("not a regular file"),
+        "{report:?}"
+    );
+    // The watcher saw the swap too, and did not hang on it.
+    let status = wait_reload(&s.auth, &before, "a reload that refuses the FIFO", |st| {
+        st.last_outcome == ReloadOutcome::Partial
+    });
+    assert_eq!(status.generation, 1);
+    assert_accepts(&s.auth, pool(0), "u");
+    // A good key afterwards is picked up by the watcher.
+    let cached = token(pool(0), "u");
+    save_by_rename(&s.key_path, &pool(1).public_pem);
+    wait_generation(&s.auth, 2);
+    assert_rotated(&s.auth, "u", pool(0), pool(1), &cached);
+}
+
+#[test]
+fn a_fifo_swapped_in_between_the_check_and_the_open_never_blocks_a_reload() {
+    // A FIFO and a regular file are linked over the key path in turn, as fast as
+    // possible, while reload() runs again and again: some reload sees a regular
+    // file when it checks and a FIFO when it opens. Opening a FIFO blocks until a
+    // writer comes, unless it is opened without blocking.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_path = dir.path().join("u.pub");
+    let regular = dir.path().join("regular");
+    let fifo = dir.path().join("fifo");
+    fs::write(&key_path, &pool(0).public_pem).expect("key");
+    fs::write(&regular, &pool(0).public_pem).expect("regular");
+    mkfifo(&fifo);
+    let config = dir.path().join("config.yaml");
+    fs::write(&config, config_text(&[("u", &key_path)])).expect("config");
+    let auth = SystemAuth::builder()
+        .config_file(&config)
+        .watch(false)
+        .build()
+        .expect("build");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, key_path) = (stop.clone(), key_path.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for source in [&fifo, &regular] {
+                    let tmp = key_path.with_file_name(format!(".swap{n}"));
+                    n += 1;
+                    fs::hard_link(source, &tmp).expect("link");
+                    fs::rename(&tmp, &key_path).expect("rename over the key");
+                }
+            }
+            n
+        })
+    };
+    let (progress_tx, progress) = std::sync::mpsc::channel::<Result<ReloadReport, String>>();
+    let reloader = {
+        let (auth, stop) = (auth.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let result = auth.reload().map_err(|e| e.to_string());
+                if progress_tx.send(result).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let (mut reloads, mut refused) = (0u32, 0u32);
+    while started.elapsed() < Duration::from_secs(3) {
+        match progress.recv_timeout(TIMEOUT) {
+            Ok(Ok(report)) => {
+                reloads += 1;
+                assert_eq!(report.generation, 1, "{report:?}");
+                refused += u32::from(!report.problems.is_empty());
+            }
+            Ok(Err(error)) => panic!("the config is fine: {error}"),
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                panic!(
+                    "a reload blocked for {TIMEOUT:?} after {reloads} reloads (a FIFO opened for \
+                     reading waits for a writer)"
+                );
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(progress);
+    let swaps = swapper.join().expect("swapper");
+    reloader.join().expect("reloader");
+    eprintln!("{reloads} reloads, {refused} refused the FIFO, {swaps} swaps");
+    assert!(
+        reloads > 10 && refused > 0,
+        "{reloads} reloads, {refused} refused"
+    );
+    assert_accepts(&auth, pool(0), "u");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: a key or config file that links into another folder
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_key_linking_into_another_folder_is_reloaded_when_its_target_changes() {
+    // A/key.pub -> B/key.pub; only B changes.
+    let a = tempfile::tempdir().expect("A");
+    let b = tempfile::tempdir().expect("B");
+    let target = b.path().join("key.pub");
+    fs::write(&target, &pool(0).public_pem).expect("key");
+    let link = a.path().join("key.pub");
+    std::os::unix::fs::symlink(&target, &link).expect("link");
+    let config = a.path().join("config.yaml");
+    fs::write(&config, config_text(&[("u", &link)])).expect("config");
+    let auth = build(&config);
+    for round in 1..=3 {
+        let (old, new) = (pool(round - 1), pool(round));
+        let cached = token(old, "u");
+        auth.verify(&cached).expect("cached");
+        save_by_rename(&target, &new.public_pem);
+        wait_generation(&auth, 1 + round as u64);
+        assert_rotated(&auth, "u", old, new, &cached);
+    }
+    let folders: Vec<PathBuf> = auth.status().folders.into_iter().map(|f| f.path).collect();
+    let canonical = |p: &Path| fs::canonicalize(p).expect("canonical");
+    assert!(
+        folders.contains(&canonical(a.path())) && folders.contains(&canonical(b.path())),
+        "{folders:?}"
+    );
+}
+
+#[test]
+fn a_two_hop_link_chain_is_reloaded_when_any_hop_or_the_target_changes() {
+    // A/key.pub -> B/link.pub -> ../C/key.pub (relative), three folders.
+    let root = tempfile::tempdir().expect("root");
+    let [a, b, c] = ["A", "B", "C"].map(|name| {
+        let dir = root.path().join(name);
+        fs::create_dir(&dir).expect("folder");
+        dir
+    });
+    let target = c.join("key.pub");
+    fs::write(&target, &pool(0).public_pem).expect("key");
+    std::os::unix::fs::symlink("../C/key.pub", b.join("link.pub")).expect("B link");
+    let link = a.join("key.pub");
+    std::os::unix::fs::symlink(b.join("link.pub"), &link).expect("A link");
+    let config = a.join("config.yaml");
+    fs::write(&config, config_text(&[("u", &link)])).expect("config");
+    let auth = build(&config);
+    assert_accepts(&auth, pool(0), "u");
+
+    // The final target changes.
+    let cached = token(pool(0), "u");
+    save_by_rename(&target, &pool(1).public_pem);
+    wait_generation(&auth, 2);
+    assert_rotated(&auth, "u", pool(0), pool(1), &cached);
+
+    // The middle link is pointed at another file in C.
+    fs::write(c.join("other.pub"), &pool(2).public_pem).expect("other key");
+    let cached = token(pool(1), "u");
+    let tmp = b.join(".link.tmp");
+    std::os::unix::fs::symlink("../C/other.pub", &tmp).expect("new link");
+    fs::rename(&tmp, b.join("link.pub")).expect("swap the middle link");
+    wait_generation(&auth, 3);
+    assert_rotated(&auth, "u", pool(1), pool(2), &cached);
+
+    // And the new target changes.
+    let cached = token(pool(2), "u");
+    save_by_rename(&c.join("other.pub"), &pool(3).public_pem);
+    wait_generation(&auth, 4);
+    assert_rotated(&auth, "u", pool(2), pool(3), &cached);
+}
+
+#[test]
+fn a_config_file_linking_into_another_folder_is_reloaded_when_its_target_changes() {
+    let a = tempfile::tempdir().expect("A");
+    let b = tempfile::tempdir().expect("B");
+    let keys: Vec<PathBuf> = (0..=3)
+        .map(|i| {
+            let path = a.path().join(format!("k{i}.pub"));
+            fs::write(&path, &pool(i).public_pem).expect("key");
+            path
+        })
+        .collect();
+    let target = b.path().join("config.yaml");
+    fs::write(&target, config_text(&[("u", &keys[0])])).expect("config");
+    let link = a.path().join("config.yaml");
+    std::os::unix::fs::symlink(&target, &link).expect("link");
+    let auth = build(&link);
+    for (round, key) in keys.iter().enumerate().skip(1) {
+        let (old, new) = (pool(round - 1), pool(round));
+        let cached = token(old, "u");
+        auth.verify(&cached).expect("cached");
+        write_config(&target, &[("u", key)]);
+        wait_generation(&auth, 1 + round as u64);
+        assert_rotated(&auth, "u", old, new, &cached);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: a folder that cannot be watched is polled, and retried
+// ---------------------------------------------------------------------------
+
+/// How a test's watch hook treats the folder it refuses.
+const ACCEPT: u8 = 0;
+const REFUSE: u8 = 1;
+const PANIC_ONCE: u8 = 2;
+
+/// A watch hook that treats `folder` as `mode` says (other folders are accepted):
+/// refused with an error, or one panic (then accepted).
+fn folder_hook(
+    folder: &Path,
+    mode: &Arc<std::sync::atomic::AtomicU8>,
+) -> impl Fn(&Path) -> std::io::Result<()> + Send + Sync + 'static {
+    let folder = fs::canonicalize(folder).expect("canonical folder");
+    let mode = mode.clone();
+    move |dir: &Path| {
+        if dir != folder {
+            return Ok(());
+        }
+        match mode.load(Ordering::SeqCst) {
+            REFUSE => Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "refused by the test's watch hook",
+            )),
+            PANIC_ONCE => {
+                mode.store(ACCEPT, Ordering::SeqCst);
+                panic!("the test's watch hook panics");
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn folder_state(status: &Status, folder: &Path) -> Option<FolderWatch> {
+    let folder = fs::canonicalize(folder).expect("canonical folder");
+    status
+        .folders
+        .iter()
+        .find(|f| f.path == folder)
+        .map(|f| f.watch.clone())
+}
+
+fn is_polled(status: &Status, folder: &Path) -> bool {
+    matches!(
+        folder_state(status, folder),
+        Some(FolderWatch::Polled { .. })
+    )
+}
+
+/// Waits at most `limit` for `cond`, and says how long it took.
+fn within(auth: &SystemAuth, limit: Duration, what: &str, cond: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    wait_for(auth, what, &cond);
+    let took = started.elapsed();
+    assert!(took <= limit, "{what} took {took:?}, more than {limit:?}");
+    took
+}
+
+#[test]
+fn a_folder_whose_watch_fails_is_polled_retried_and_its_changes_applied() {
+    capture_logs();
+    // The config and both keys live in `etc`, whose watch the hook refuses.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etc = dir.path().join("etc");
+    fs::create_dir(&etc).expect("etc");
+    let (a_path, b_path) = (etc.join("a.pub"), etc.join("b.pub"));
+    fs::write(&a_path, &pool(0).public_pem).expect("a");
+    fs::write(&b_path, &pool(1).public_pem).expect("b");
+    let config = etc.join("config.yaml");
+    fs::write(&config, config_text(&[("a", &a_path), ("b", &b_path)])).expect("config");
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(REFUSE));
+    let auth = SystemAuth::builder()
+        .config_file(&config)
+        .watch_hook(folder_hook(&etc, &mode))
+        .build()
+        .expect("build");
+    let status = auth.status();
+    assert_eq!(status.watching, WatchMode::Events);
+    match folder_state(&status, &etc) {
+        Some(FolderWatch::Polled { reason }) => {
+            assert!(
+                reason.contains("refused by the test's watch hook"),
+                "{reason}"
+            )
+        }
+        other => panic!("etc should be polled: {other:?}; {status:#?}"),
+    }
+
+    // A replaced key is in effect within about two seconds (no event comes).
+    let cached = token(pool(0), "a");
+    auth.verify(&cached).expect("cached");
+    save_by_rename(&a_path, &pool(2).public_pem);
+    within(&auth, Duration::from_secs(5), "the new key of a", || {
+        auth.generation() >= 2
+    });
+    assert_rotated(&auth, "a", pool(0), pool(2), &cached);
+
+    // A removed user too.
+    let cached = token(pool(1), "b");
+    auth.verify(&cached).expect("cached");
+    write_config(&config, &[("a", &a_path)]);
+    within(&auth, Duration::from_secs(5), "b's removal", || {
+        auth.generation() >= 3
+    });
+    assert_eq!(auth.verify(&cached).err(), Some(AuthError::UnknownUser));
+    assert_refuses(&auth, pool(1), "b", AuthError::UnknownUser);
+    assert!(is_polled(&auth.status(), &etc), "{:#?}", auth.status());
+    // Nothing changed: the polled files are compared, not reloaded.
+    assert_quiet(&auth, "polled with nothing changed");
+
+    // Warned once, naming the folder, although the watch was tried every second.
+    let shown = fs::canonicalize(&etc)
+        .expect("canonical")
+        .display()
+        .to_string();
+    let warnings = || {
+        log_lines(&shown)
+            .iter()
+            .filter(|l| l.contains("WARN") && l.contains("cannot watch"))
+            .count()
+    };
+    assert_eq!(warnings(), 1, "{:#?}", log_lines(&shown));
+
+    // The watch succeeds again: events from then on.
+    mode.store(ACCEPT, Ordering::SeqCst);
+    within(
+        &auth,
+        Duration::from_secs(5),
+        "etc watched by events",
+        || folder_state(&auth.status(), &etc) == Some(FolderWatch::Events),
+    );
+    let cached = token(pool(2), "a");
+    auth.verify(&cached).expect("cached");
+    let generation = auth.generation();
+    save_by_rename(&a_path, &pool(3).public_pem);
+    wait_generation(&auth, generation + 1);
+    assert_rotated(&auth, "a", pool(2), pool(3), &cached);
+    assert_eq!(warnings(), 1);
+    assert_eq!(auth.status().reload_thread_panics, 0);
+}
+
+#[test]
+fn a_key_folder_whose_watch_fails_beside_a_watched_config_folder_is_polled() {
+    // The config's folder is watched by events, the key's folder is refused.
+    let s = Single::new();
+    let keys = s.key_path.parent().expect("keys").to_path_buf();
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(REFUSE));
+    let auth = SystemAuth::builder()
+        .config_file(&s.config)
+        .watch_hook(folder_hook(&keys, &mode))
+        .build()
+        .expect("build");
+    let status = auth.status();
+    assert!(is_polled(&status, &keys), "{status:#?}");
+    assert_eq!(
+        folder_state(&status, s.dir.path()),
+        Some(FolderWatch::Events),
+        "{status:#?}"
+    );
+    for round in 1..=3 {
+        let (old, new) = (pool(round - 1), pool(round));
+        let cached = token(old, "u");
+        auth.verify(&cached).expect("cached");
+        save_by_rename(&s.key_path, &new.public_pem);
+        within(&auth, Duration::from_secs(5), "the new key", || {
+            auth.generation() > round as u64
+        });
+        assert_rotated(&auth, "u", old, new, &cached);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: the reload thread is supervised
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_panic_in_the_reload_thread_is_caught_counted_and_the_thread_goes_on() {
+    capture_logs();
+    let s = Single::new();
+    let keys = s.key_path.parent().expect("keys").to_path_buf();
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(REFUSE));
+    let panic_in_reload = Arc::new(AtomicBool::new(false));
+    let auth = SystemAuth::builder()
+        .config_file(&s.config)
+        .watch_hook(folder_hook(&keys, &mode))
+        .reload_hook({
+            let panic_in_reload = panic_in_reload.clone();
+            move || {
+                if panic_in_reload.swap(false, Ordering::SeqCst) {
+                    panic!("the test's reload hook panics");
+                }
+            }
+        })
+        .build()
+        .expect("build");
+    assert!(is_polled(&auth.status(), &keys));
+
+    // 1. A panic while the watch of the polled folder is tried again.
+    mode.store(PANIC_ONCE, Ordering::SeqCst);
+    wait_for(&auth, "the panic to be counted", || {
+        auth.status().reload_thread_panics == 1
+    });
+    // The thread goes on: the watch is tried again and succeeds, and a change is
+    // picked up by events.
+    wait_for(&auth, "keys watched by events", || {
+        folder_state(&auth.status(), &keys) == Some(FolderWatch::Events)
+    });
+    let cached = token(pool(0), "u");
+    auth.verify(&cached).expect("cached");
+    let generation = auth.generation();
+    save_by_rename(&s.key_path, &pool(1).public_pem);
+    wait_generation(&auth, generation + 1);
+    assert_rotated(&auth, "u", pool(0), pool(1), &cached);
+
+    // 2. A panic inside a reload, with the reload lock held: counted, and the
+    // change it was reading is applied at the next check all the same.
+    let generation = auth.generation();
+    panic_in_reload.store(true, Ordering::SeqCst);
+    save_by_rename(&s.key_path, &pool(2).public_pem);
+    wait_for(&auth, "the second panic to be counted", || {
+        auth.status().reload_thread_panics == 2
+    });
+    wait_generation(&auth, generation + 1);
+    assert_accepts(&auth, pool(2), "u");
+    // Nothing is poisoned: reload() and later changes work.
+    let report = auth.reload().expect("reload after a panic");
+    assert_eq!(report.generation, generation + 1);
+    save_by_rename(&s.key_path, &pool(3).public_pem);
+    wait_generation(&auth, generation + 2);
+    assert_accepts(&auth, pool(3), "u");
+    assert_eq!(auth.status().reload_thread_panics, 2);
+    let errors: Vec<String> = log_lines("reload thread panicked")
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert!(errors.len() >= 2, "{errors:#?}");
+}
+
+#[test]
+fn durations_past_the_limits_are_refused_by_build() {
+    let s = Single::new();
+    let day = Duration::from_secs(24 * 60 * 60);
+    for (builder, setting) in [
+        (SystemAuth::builder().debounce(Duration::MAX), "debounce"),
+        (
+            SystemAuth::builder().debounce(Duration::from_secs(61)),
+            "debounce",
+        ),
+        (
+            SystemAuth::builder().poll_interval(Duration::MAX),
+            "poll_interval",
+        ),
+        (
+            SystemAuth::builder().poll_interval(day + Duration::from_secs(1)),
+            "poll_interval",
+        ),
+    ] {
+        match builder.config_file(&s.config).build() {
+            Err(zitadel_system_auth::ConfigError::InvalidSetting(message)) => {
+                assert!(message.starts_with(setting), "{message}")
+            }
+            other => panic!("{setting}: expected InvalidSetting, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_longest_accepted_durations_leave_a_working_reload_thread() {
+    // poll_interval of one day: polled, reload() works, the thread does not die.
+    let s = Single::new();
+    let day = Duration::from_secs(24 * 60 * 60);
+    let polling = SystemAuth::builder()
+        .config_file(&s.config)
+        .poll_interval(day)
+        .build()
+        .expect("one day is accepted");
+    let status = polling.status();
+    assert_eq!(status.watching, WatchMode::Polling(day));
+    assert!(is_polled(&status, s.dir.path()), "{status:#?}");
+
+    // debounce of one minute, with the key's folder polled: a burst of events in
+    // the config's folder is pending, and the polled key is still applied.
+    let keys = s.key_path.parent().expect("keys").to_path_buf();
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(REFUSE));
+    let slow = SystemAuth::builder()
+        .config_file(&s.config)
+        .debounce(Duration::from_secs(60))
+        .watch_hook(folder_hook(&keys, &mode))
+        .build()
+        .expect("one minute is accepted");
+    fs::write(s.dir.path().join("unrelated"), "x").expect("an event");
+    let cached = token(pool(0), "u");
+    slow.verify(&cached).expect("cached");
+    save_by_rename(&s.key_path, &pool(1).public_pem);
+    within(&slow, Duration::from_secs(5), "the polled key", || {
+        slow.generation() == 2
+    });
+    assert_rotated(&slow, "u", pool(0), pool(1), &cached);
+
+    let report = polling.reload().expect("reload");
+    assert_eq!(report.generation, 2);
+    assert_eq!(polling.status().reload_thread_panics, 0);
+    assert_eq!(slow.status().reload_thread_panics, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: status() never waits for a reload in progress
+// ---------------------------------------------------------------------------
+
+#[test]
+fn status_does_not_wait_for_a_reload_in_progress() {
+    let s = Single::new();
+    let hold = Arc::new(AtomicBool::new(false));
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, released) = (Mutex::new(entered_tx), Mutex::new(released));
+    let auth = SystemAuth::builder()
+        .config_file(&s.config)
+        .watch(false)
+        .reload_hook({
+            let hold = hold.clone();
+            move || {
+                if hold.swap(false, Ordering::SeqCst) {
+                    let _ = entered_tx.lock().expect("lock").send(());
+                    let _ = released.lock().expect("lock").recv_timeout(TIMEOUT * 3);
+                }
+            }
+        })
+        .build()
+        .expect("build");
+    save_by_rename(&s.key_path, &pool(1).public_pem);
+    hold.store(true, Ordering::SeqCst);
+    let reloading = {
+        let auth = auth.clone();
+        std::thread::spawn(move || auth.reload())
+    };
+    entered
+        .recv_timeout(TIMEOUT)
+        .expect("the reload started and is held");
+    let status = {
+        let auth = auth.clone();
+        within_timeout("status() during a reload", move || auth.status())
+    };
+    assert_eq!(status.generation, 1);
+    assert_eq!(status.last_outcome, ReloadOutcome::Initial);
+    assert_accepts(&auth, pool(0), "u");
+    release.send(()).expect("release");
+    let report = reloading.join().expect("reload thread").expect("reload");
+    assert_eq!((report.generation, report.changed), (2, true));
+    let status = auth.status();
+    assert_eq!(status.generation, 2);
+    assert_eq!(status.last_outcome, ReloadOutcome::Changed);
 }
