@@ -95,9 +95,9 @@ async fn run(once: bool) -> Result<bool, BoxError> {
     let auth = SystemAuth::builder().config_file(&config_path).build()?;
     let audience = auth
         .audiences()
+        .into_iter()
         .next()
-        .ok_or("the service has no audience")?
-        .to_owned();
+        .ok_or("the service has no audience")?;
     println!("   so tokens must carry the audience {audience}");
 
     // 3. The service, as the `server` example runs it.

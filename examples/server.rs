@@ -96,7 +96,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     // Its warnings were logged by `build` already.
     let mut config = Config::from_file(&args.config)?;
     config.apply_env()?;
-    let audiences: Vec<&str> = auth.audiences().collect();
+    let audiences = auth.audiences();
     eprintln!(
         "system users {:?}; tokens must carry the audience {}",
         auth.user_ids(),

@@ -29,13 +29,14 @@ use std::{
 use crate::{
     key::Validity,
     speedup::{self, Speedup},
-    user::Identity,
+    user::SystemUser,
 };
 
-/// A token that passed every check, with what a hit must re-check.
+/// A token that passed every check: its verdict, and what a hit must re-check.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedToken {
-    pub identity: Arc<Identity>,
+    /// The verdict, without a request context.
+    pub user: SystemUser,
     pub validity: Option<Validity>,
     pub not_before: Option<u64>,
     pub issued_at: u64,
@@ -43,6 +44,17 @@ pub(crate) struct CachedToken {
     /// The clock readings (nanoseconds since the epoch) at which every time check
     /// passes; outside it, the checks run again to name the one that fails.
     pub window: Range<i128>,
+}
+
+/// Whether the token cache answered a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheUse {
+    /// The cache held the token.
+    Hit,
+    /// The cache was asked and did not hold it.
+    Miss,
+    /// The cache is off, or the token was refused before it was asked.
+    Skipped,
 }
 
 /// How much the cache may hold.
@@ -169,7 +181,8 @@ impl TokenCache {
     }
 
     /// How many bytes the cached tokens count for (see [`CacheLimits::bytes`]).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -234,10 +247,14 @@ mod tests {
 
     fn cached() -> CachedToken {
         CachedToken {
-            identity: Arc::new(Identity {
-                id: "u".into(),
-                memberships: Box::new([]),
-            }),
+            user: SystemUser::new(
+                Arc::new(crate::user::Identity {
+                    id: "u".into(),
+                    memberships: Box::new([]),
+                }),
+                0,
+                0,
+            ),
             validity: None,
             not_before: None,
             issued_at: 0,

@@ -101,6 +101,19 @@ impl SystemAuthLayer {
     }
 }
 
+impl SystemAuth {
+    /// A layer that requires a valid token on every request.
+    pub fn layer(&self) -> SystemAuthLayer {
+        SystemAuthLayer::new(self.clone())
+    }
+
+    /// A layer that lets requests without an `Authorization` header through (the
+    /// handler sees `Option<SystemUser>` as `None`) and still refuses bad tokens.
+    pub fn optional_layer(&self) -> SystemAuthLayer {
+        SystemAuthLayer::new(self.clone()).optional()
+    }
+}
+
 impl<S> Layer<S> for SystemAuthLayer {
     type Service = SystemAuthService<S>;
 

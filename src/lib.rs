@@ -66,6 +66,7 @@
 
 mod algorithm;
 mod auth;
+mod builder;
 mod cache;
 pub mod config;
 pub mod error;
@@ -85,7 +86,8 @@ pub mod user;
 pub mod verify;
 
 pub use algorithm::Algorithm;
-pub use auth::{REFUSAL_LOGS_PER_SECOND, SystemAuth, SystemAuthBuilder};
+pub use auth::{REFUSAL_LOGS_PER_SECOND, SystemAuth};
+pub use builder::SystemAuthBuilder;
 pub use config::Config;
 pub use error::{AuthError, ConfigError, KeyError};
 pub use layer::{SystemAuthLayer, SystemAuthService};

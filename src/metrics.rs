@@ -23,6 +23,8 @@ mod enabled {
 
     use metrics::{Counter, Gauge, counter, gauge};
 
+    use crate::cache::CacheUse;
+
     /// Handles taken once at build.
     pub(crate) struct Metrics {
         accepted: Counter,
@@ -70,11 +72,11 @@ mod enabled {
             self.touch();
         }
 
-        pub fn cache(&self, hit: bool) {
-            if hit {
-                self.cache_hit.increment(1);
-            } else {
-                self.cache_miss.increment(1);
+        pub fn cache(&self, cache: CacheUse) {
+            match cache {
+                CacheUse::Hit => self.cache_hit.increment(1),
+                CacheUse::Miss => self.cache_miss.increment(1),
+                CacheUse::Skipped => {}
             }
         }
 
@@ -104,7 +106,7 @@ mod enabled {
         }
         pub fn accepted(&self) {}
         pub fn refused(&self, _reason: &'static str) {}
-        pub fn cache(&self, _hit: bool) {}
+        pub fn cache(&self, _cache: crate::cache::CacheUse) {}
         pub fn reload(&self, _outcome: &'static str, _generation: u64, _good: bool) {}
         pub fn reload_thread_panic(&self) {}
     }

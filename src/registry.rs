@@ -1,5 +1,9 @@
 //! The key registry: an immutable snapshot of every system user's key and
-//! memberships, loaded whole from a [`Config`] and swapped in whole.
+//! memberships and of the audiences tokens must carry, loaded whole from a
+//! [`Config`] and swapped in whole, with the cache of the tokens verified against it.
+//!
+//! Holds what a generation knows; reading files is `config`'s, parsing keys is
+//! `key`'s, and when to load a new generation is `reload`'s.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -20,11 +24,13 @@ pub(crate) struct UserEntry {
     pub pem: Arc<[u8]>,
 }
 
-/// Every user's key, keyed by user id, and the cache of tokens verified against
-/// them. Never changed once built.
+/// Every user's key, keyed by user id, the expected audiences, and the cache of
+/// tokens verified against them. Never changed once built.
 #[derive(Debug)]
 pub(crate) struct Registry {
     generation: u64,
+    /// The audiences a token may carry, the external URL first.
+    audiences: Box<[Arc<str>]>,
     /// Keyed with foldhash: a lookup per uncached request, by the token's `iss`.
     users: HashMap<Box<str>, UserEntry, foldhash::fast::RandomState>,
     cache: Option<TokenCache>,
@@ -36,6 +42,7 @@ impl Registry {
     /// out otherwise. `cache` is the token cache's size, if it is on.
     pub fn load(
         config: &Config,
+        audiences: Box<[Arc<str>]>,
         previous: Option<&Registry>,
         generation: u64,
         cache: Option<CacheLimits>,
@@ -62,15 +69,18 @@ impl Registry {
         }
         let registry = Registry {
             generation,
+            audiences,
             users,
             cache: cache.map(TokenCache::new),
         };
         (registry, problems)
     }
 
-    /// Whether `other` has the same users with the same keys and memberships.
+    /// Whether `other` has the same audiences, and the same users with the same
+    /// keys and memberships.
     pub fn same_as(&self, other: &Registry) -> bool {
-        self.users.len() == other.users.len()
+        self.audiences == other.audiences
+            && self.users.len() == other.users.len()
             && self.users.iter().all(|(id, entry)| {
                 other.users.get(id).is_some_and(|theirs| {
                     entry.identity == theirs.identity
@@ -78,6 +88,11 @@ impl Registry {
                         && entry.key.validity() == theirs.key.validity()
                 })
             })
+    }
+
+    /// The audiences a token may carry, the external URL first.
+    pub fn audiences(&self) -> &[Arc<str>] {
+        &self.audiences
     }
 
     /// The cache of tokens verified against this registry, when caching is on.
@@ -99,6 +114,41 @@ impl Registry {
     pub fn users(&self) -> impl Iterator<Item = &UserEntry> {
         self.users.values()
     }
+}
+
+/// Where the expected audiences come from: the builder's audience, or ZITADEL's
+/// `BuildHTTP(ExternalDomain, ExternalPort, ExternalSecure)` from the configuration
+/// as it is at each load; then the builder's additional audiences.
+#[derive(Debug, Clone)]
+pub(crate) struct AudienceRule {
+    pub fixed: Option<String>,
+    pub additional: Vec<String>,
+}
+
+impl AudienceRule {
+    /// The audiences for `config`; an audience that is empty or not visible ASCII is
+    /// an error.
+    pub fn audiences(&self, config: &Config) -> Result<Box<[Arc<str>]>, ConfigError> {
+        let primary = self.fixed.clone().unwrap_or_else(|| config.audience());
+        std::iter::once(primary)
+            .chain(self.additional.iter().cloned())
+            .map(|audience| check_audience(&audience).map(|()| Arc::from(audience)))
+            .collect()
+    }
+}
+
+fn check_audience(audience: &str) -> Result<(), ConfigError> {
+    if audience.is_empty() {
+        return Err(ConfigError::InvalidAudience(
+            "an audience is empty".to_owned(),
+        ));
+    }
+    if !audience.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ConfigError::InvalidAudience(format!(
+            "{audience:?} must be visible ASCII without spaces"
+        )));
+    }
+    Ok(())
 }
 
 /// Reads a user's key; the last good one is reused when its text is unchanged.

@@ -35,14 +35,13 @@ use std::{
 pub use crate::algorithm::Algorithm;
 use crate::{
     algorithm::AlgorithmSet,
-    cache::CachedToken,
+    cache::{CacheUse, CachedToken},
     error::{AudienceHint, AuthError, Claim, Malformed},
     jose::{BASE64URL, Claims, Header, Parts, decode_part},
     key::Validity,
-    metrics::Metrics,
     registry::Registry,
     speedup::{self, Speedup},
-    user::Identity,
+    user::SystemUser,
 };
 
 const NANOS: i128 = 1_000_000_000;
@@ -50,32 +49,15 @@ const NANOS: i128 = 1_000_000_000;
 /// Where the verifier reads the time; replaceable for tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
-/// The settings of the checks, fixed when [`SystemAuth`](crate::SystemAuth) is built.
+/// The settings of the checks, fixed when [`SystemAuth`](crate::SystemAuth) is built
+/// (the audiences belong to the registry: they are read again at every reload).
 pub(crate) struct Verifier {
-    pub audiences: Box<[Arc<str>]>,
     pub algorithms: AlgorithmSet,
     pub clock_offset: Duration,
     pub max_token_age: Duration,
     pub max_token_length: usize,
     /// A clock set with the builder's `clock`; `None` reads the system clock.
     pub clock: Option<Clock>,
-}
-
-/// A token that passed every check.
-pub(crate) struct Verified {
-    pub identity: Arc<Identity>,
-    pub issued_at: u64,
-    pub expires_at: u64,
-}
-
-impl From<&CachedToken> for Verified {
-    fn from(cached: &CachedToken) -> Verified {
-        Verified {
-            identity: cached.identity.clone(),
-            issued_at: cached.issued_at,
-            expires_at: cached.expires_at,
-        }
-    }
 }
 
 impl Verifier {
@@ -104,33 +86,24 @@ impl Verifier {
             })
     }
 
-    /// Runs every check on `token` against the users in `registry`, at the
-    /// clock's reading. A token found in the registry's cache only has its times
-    /// and its key's validity window checked again.
+    /// Runs every check on `token` against the users and audiences in
+    /// `registry`, at the clock's reading, and says whether the cache answered. A
+    /// token found in the registry's cache only has its times and its key's
+    /// validity window checked again. The token is bytes: the checks read it as
+    /// base64url, so it needs no separate check that it is text.
     pub fn verify(
         &self,
         token: &[u8],
         registry: &Registry,
-        metrics: &Metrics,
-    ) -> Result<Verified, AuthError> {
+    ) -> (Result<SystemUser, AuthError>, CacheUse) {
         if token.len() > self.max_token_length {
-            return Err(AuthError::TokenTooLong {
-                limit: self.max_token_length,
-            });
+            let limit = self.max_token_length;
+            return (Err(AuthError::TokenTooLong { limit }), CacheUse::Skipped);
         }
-        self.cached(token, registry, metrics)
-            .unwrap_or_else(|| self.verify_fresh(token, registry, self.now()))
-    }
-
-    /// The result for exactly `token` if the registry's cache (if it is on) holds
-    /// it, its times and its key's window checked again against the clock.
-    fn cached(
-        &self,
-        token: &[u8],
-        registry: &Registry,
-        metrics: &Metrics,
-    ) -> Option<Result<Verified, AuthError>> {
-        let cache = registry.cache()?;
+        let Some(cache) = registry.cache() else {
+            let verdict = self.verify_uncached(token, registry, self.now());
+            return (verdict.map(|cached| cached.user), CacheUse::Skipped);
+        };
         let hit = cache.get(token, |cached| {
             if !self.coarsely_inside(&cached.window) {
                 let now = self.now();
@@ -139,27 +112,19 @@ impl Verifier {
                     self.recheck(now, cached)?;
                 }
             }
-            Ok(cached.into())
+            Ok(cached.user.clone())
         });
-        metrics.cache(hit.is_some());
-        hit
-    }
-
-    /// Every check on a token the cache does not hold, which goes into the cache
-    /// (if it is on) when it passes. The token is bytes: the checks read it as
-    /// base64url, so it needs no separate check that it is text.
-    fn verify_fresh(
-        &self,
-        token: &[u8],
-        registry: &Registry,
-        now: i128,
-    ) -> Result<Verified, AuthError> {
-        let verified = self.verify_uncached(token, registry, now)?;
-        let result = Verified::from(&verified);
-        if let Some(cache) = registry.cache() {
-            cache.insert(token, verified);
+        if let Some(verdict) = hit {
+            return (verdict, CacheUse::Hit);
         }
-        Ok(result)
+        let verdict = self
+            .verify_uncached(token, registry, self.now())
+            .map(|cached| {
+                let user = cached.user.clone();
+                cache.insert(token, cached);
+                user
+            });
+        (verdict, CacheUse::Miss)
     }
 
     /// The checks a cached token must pass again: the times, and the key's window.
@@ -253,11 +218,12 @@ impl Verifier {
 
         // 2. Audience.
         let audience = claims.aud()?;
+        let expected = registry.audiences();
         if !audience
             .iter()
-            .any(|aud| self.audiences.iter().any(|expected| **expected == **aud))
+            .any(|aud| expected.iter().any(|expected| **expected == **aud))
         {
-            let expected = self.audiences.first().cloned().unwrap_or_else(|| "".into());
+            let expected = expected.first().cloned().unwrap_or_else(|| "".into());
             let hint = audience
                 .first()
                 .map_or(AudienceHint::Other, |aud| audience_hint(&expected, aud));
@@ -301,7 +267,7 @@ impl Verifier {
             return Err(AuthError::InvalidSignature);
         }
         Ok(CachedToken {
-            identity: user.identity.clone(),
+            user: SystemUser::new(user.identity.clone(), issued_at, expires_at),
             validity,
             not_before,
             issued_at,
@@ -428,7 +394,6 @@ mod tests {
     /// A verifier with only the time settings the tests below vary.
     fn verifier(clock_offset: Duration, max_token_age: Duration, clock: Option<Clock>) -> Verifier {
         Verifier {
-            audiences: Box::new([]),
             algorithms: AlgorithmSet::default(),
             clock_offset,
             max_token_age,
@@ -537,10 +502,14 @@ mod tests {
                     ),
                 ] {
                     let cached = CachedToken {
-                        identity: Arc::new(Identity {
-                            id: "u".into(),
-                            memberships: Box::new([]),
-                        }),
+                        user: SystemUser::new(
+                            Arc::new(crate::user::Identity {
+                                id: "u".into(),
+                                memberships: Box::new([]),
+                            }),
+                            iat,
+                            exp,
+                        ),
                         validity,
                         not_before: nbf,
                         issued_at: iat,

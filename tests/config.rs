@@ -332,10 +332,7 @@ fn defaults_are_localhost_8080_secure() {
     assert_eq!(config.audience(), "https://localhost:8080");
 
     let auth = build(&yaml);
-    assert_eq!(
-        auth.audiences().collect::<Vec<_>>(),
-        ["https://localhost:8080"]
-    );
+    assert_eq!(auth.audiences(), ["https://localhost:8080"]);
     assert_user_verifies(&auth, "system-user-1", cfg_key(0), "https://localhost:8080");
     assert_audience_refused(&auth, cfg_key(0), "system-user-1", "http://localhost:8080");
     assert_audience_refused(&auth, cfg_key(0), "system-user-1", "https://localhost");
@@ -372,7 +369,7 @@ fn build_http_leaves_out_default_ports_only() {
         let config = Config::from_yaml(&yaml).unwrap();
         assert_eq!(config.audience(), expected, "{domain} {port} {secure}");
         let auth = build(&yaml);
-        assert_eq!(auth.audiences().next(), Some(expected));
+        assert_eq!(auth.audiences().first().map(String::as_str), Some(expected));
         assert_user_verifies(&auth, "system-user-1", cfg_key(0), expected);
         // No normalising: the URL with the port written out (or left out) differs.
         let other = if expected.matches(':').count() == 2 {
@@ -420,10 +417,7 @@ fn builder_audience_overrides_the_config() {
         .audience("https://api.other.example")
         .build()
         .unwrap();
-    assert_eq!(
-        auth.audiences().collect::<Vec<_>>(),
-        ["https://api.other.example"]
-    );
+    assert_eq!(auth.audiences(), ["https://api.other.example"]);
     assert_user_verifies(
         &auth,
         "system-user-1",
@@ -446,10 +440,7 @@ fn additional_audience_is_accepted_beside_the_external_one() {
         .additional_audience("http://zitadel.internal:8080")
         .build()
         .unwrap();
-    assert_eq!(
-        auth.audiences().collect::<Vec<_>>(),
-        [AUD, "http://zitadel.internal:8080"]
-    );
+    assert_eq!(auth.audiences(), [AUD, "http://zitadel.internal:8080"]);
     assert_user_verifies(&auth, "system-user-1", cfg_key(0), AUD);
     assert_user_verifies(
         &auth,
@@ -479,10 +470,7 @@ fn additional_audience_is_accepted_beside_the_external_one() {
         .additional_audience("https://b.example")
         .build()
         .unwrap();
-    assert_eq!(
-        auth.audiences().collect::<Vec<_>>(),
-        ["https://a.example", "https://b.example"]
-    );
+    assert_eq!(auth.audiences(), ["https://a.example", "https://b.example"]);
     assert_user_verifies(&auth, "system-user-1", cfg_key(0), "https://b.example");
     assert_audience_refused(&auth, cfg_key(0), "system-user-1", AUD);
 }
@@ -540,7 +528,10 @@ fn env_external_variables_change_the_audience() {
         ])
         .build()
         .unwrap();
-    assert_eq!(auth.audiences().next(), Some("http://env.example:8443"));
+    assert_eq!(
+        auth.audiences().first().map(String::as_str),
+        Some("http://env.example:8443")
+    );
     assert_user_verifies(
         &auth,
         "system-user-1",
@@ -556,7 +547,7 @@ fn env_external_variables_change_the_audience() {
         .build()
         .unwrap();
     assert_eq!(
-        auth.audiences().next(),
+        auth.audiences().first().map(String::as_str),
         Some("https://custom-domain.com:8443")
     );
     assert_user_verifies(
@@ -659,7 +650,7 @@ fn env_variables_are_ignored_without_the_opt_in() {
         .env_overrides(false)
         .build()
         .unwrap();
-    assert_eq!(auth.audiences().next(), Some(AUD));
+    assert_eq!(auth.audiences().first().map(String::as_str), Some(AUD));
     assert_user_verifies(&auth, "system-user-1", cfg_key(0), AUD);
 }
 
@@ -718,7 +709,7 @@ fn process_environment_child() {
 
     // Without the opt-in, the process environment is not read.
     let auth = SystemAuth::builder().config_yaml(&yaml).build().unwrap();
-    assert_eq!(auth.audiences().next(), Some(AUD));
+    assert_eq!(auth.audiences().first().map(String::as_str), Some(AUD));
     assert_eq!(auth.user_ids(), ["system-user-1"]);
     assert!(
         auth.verify(&token(cfg_key(0), "system-user-1", AUD))
@@ -732,7 +723,7 @@ fn process_environment_child() {
         .env_overrides_from(Vec::<(String, String)>::new())
         .build()
         .unwrap();
-    assert_eq!(auth.audiences().next(), Some(AUD));
+    assert_eq!(auth.audiences().first().map(String::as_str), Some(AUD));
 
     // With the opt-in, it is.
     let auth = SystemAuth::builder()
@@ -740,7 +731,7 @@ fn process_environment_child() {
         .env_overrides(true)
         .build()
         .unwrap();
-    assert_eq!(auth.audiences().next(), Some(env_aud));
+    assert_eq!(auth.audiences().first().map(String::as_str), Some(env_aud));
     assert_eq!(auth.user_ids(), ["env-user"]);
     assert_eq!(
         auth.verify(&env_token(env_aud)).unwrap().user_id(),
@@ -1503,4 +1494,126 @@ fn large_numeric_aggregate_id_in_json_stays_exact() {
             object_id: None,
         }]
     );
+}
+
+// ---------------------------------------------------------------------------------
+// The audience at a reload
+// ---------------------------------------------------------------------------------
+
+/// `ExternalDomain`, `ExternalPort` and `ExternalSecure` are read again at every
+/// reload: a changed audience is a new registry (a new generation, an empty cache),
+/// and tokens for the old audience are refused from the swap on.
+#[test]
+fn a_changed_external_url_is_in_effect_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let key = cfg_key(0);
+    let write = |domain: &str, port: u16| {
+        std::fs::write(
+            &config,
+            format!(
+                "ExternalDomain: {domain}\nExternalPort: {port}\nExternalSecure: true\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
+                key.public_path.display()
+            ),
+        )
+        .unwrap();
+    };
+    write("old.example", 443);
+    let auth = SystemAuth::builder()
+        .config_file(&config)
+        .watch(false)
+        .build()
+        .unwrap();
+    let old = token(key, "system-user-1", "https://old.example");
+    let new = token(key, "system-user-1", "https://new.example:8443");
+    auth.verify(&old).unwrap();
+    auth.verify(&old).unwrap(); // now cached
+    assert_eq!(auth.status().cached_tokens, 1);
+
+    write("new.example", 8443);
+    let report = auth.reload().unwrap();
+    assert!(report.changed, "{report:?}");
+    assert_eq!(auth.generation(), 2);
+    assert_eq!(auth.audiences(), ["https://new.example:8443"]);
+    assert_eq!(auth.status().audiences, ["https://new.example:8443"]);
+    assert_eq!(auth.status().cached_tokens, 0);
+    match auth.verify(&old) {
+        Err(AuthError::AudienceMismatch { expected, .. }) => {
+            assert_eq!(&*expected, "https://new.example:8443")
+        }
+        other => panic!("the old audience's token: {other:?}"),
+    }
+    assert_eq!(auth.verify(&new).unwrap().user_id(), "system-user-1");
+
+    // Nothing changed: no new generation.
+    assert!(!auth.reload().unwrap().changed);
+    assert_eq!(auth.generation(), 2);
+
+    // A domain that makes no audience keeps the last good registry.
+    write("bad domain", 443);
+    let err = auth.reload().unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidAudience(_)), "{err:?}");
+    assert_eq!(auth.generation(), 2);
+    assert_eq!(auth.verify(&new).unwrap().user_id(), "system-user-1");
+}
+
+/// With `.audience(..)` the audience is fixed: a changed `ExternalDomain` changes
+/// nothing.
+#[test]
+fn a_fixed_audience_ignores_a_changed_external_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let key = cfg_key(0);
+    let write = |domain: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "ExternalDomain: {domain}\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
+                key.public_path.display()
+            ),
+        )
+        .unwrap();
+    };
+    write("old.example");
+    let auth = SystemAuth::builder()
+        .config_file(&config)
+        .audience(AUD)
+        .watch(false)
+        .build()
+        .unwrap();
+    write("new.example");
+    assert!(!auth.reload().unwrap().changed);
+    assert_eq!(auth.generation(), 1);
+    assert_eq!(auth.audiences(), [AUD]);
+    assert_user_verifies(&auth, "system-user-1", key, AUD);
+}
+
+/// The watcher applies a changed external URL by itself.
+#[test]
+fn the_watcher_applies_a_changed_external_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let key = cfg_key(1);
+    let text = |domain: &str| {
+        format!(
+            "ExternalDomain: {domain}\nExternalPort: 443\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
+            key.public_path.display()
+        )
+    };
+    std::fs::write(&config, text("old.example")).unwrap();
+    let auth = SystemAuth::builder().config_file(&config).build().unwrap();
+    let staged = dir.path().join("config.yaml.tmp");
+    std::fs::write(&staged, text("new.example")).unwrap();
+    std::fs::rename(&staged, &config).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while auth.generation() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload: {:#?}",
+            auth.status()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_user_verifies(&auth, "system-user-1", key, "https://new.example");
+    assert_audience_refused(&auth, key, "system-user-1", "https://old.example");
 }

@@ -1197,10 +1197,7 @@ async fn clones_share_the_registry() {
     assert_eq!(clone.generation(), auth.generation());
     assert_eq!(clone.user_ids(), auth.user_ids());
     assert_eq!(clone.user_ids(), [USER]);
-    assert_eq!(
-        clone.audiences().collect::<Vec<_>>(),
-        auth.audiences().collect::<Vec<_>>()
-    );
+    assert_eq!(clone.audiences(), auth.audiences());
     assert_eq!(clone.verify(&token()), auth.verify(&token()));
     // One layer serves many requests concurrently.
     let app = app(&clone);

@@ -1088,7 +1088,8 @@ fn check_config(text: &str, env: &[(&'static str, String)]) -> Result<(), TestCa
                 ids.sort();
                 prop_assert_eq!(auth.user_ids(), ids);
                 let audience = config.audience();
-                prop_assert_eq!(auth.audiences().next(), Some(audience.as_str()));
+                let audiences = auth.audiences();
+                prop_assert_eq!(audiences.first(), Some(&audience));
             }
             _ => {}
         }

@@ -916,7 +916,7 @@ fn additional_audience_is_accepted_exactly() {
         .additional_audience(internal)
         .build()
         .unwrap();
-    assert_eq!(auth.audiences().collect::<Vec<_>>(), [AUD, internal]);
+    assert_eq!(auth.audiences(), [AUD, internal]);
     ok(auth.verify(&with_aud(json!(internal))));
     ok(auth.verify(&with_aud(json!(AUD))));
     ok(auth.verify(&with_aud(json!(["https://x.example", internal]))));

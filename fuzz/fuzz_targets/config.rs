@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
             let mut ids: Vec<String> = config.users().iter().map(|u| u.id().to_owned()).collect();
             ids.sort();
             assert_eq!(auth.user_ids(), ids);
-            assert_eq!(auth.audiences().next(), Some(config.audience().as_str()));
+            assert_eq!(auth.audiences().first().map(String::as_str), Some(config.audience().as_str()));
             assert!(auth.verify("a.b.c").is_err());
             let _ = auth.status();
             let report = auth.reload().expect("an unchanged config reloads");

@@ -40,8 +40,12 @@
 //! [`SystemAuth::status`](crate::SystemAuth::status) shows the state; it never
 //! waits for a reload in progress.
 
+mod state;
 mod watch;
 
+pub(crate) use state::{ReloadHook, Reloader};
+
+use crate::key::KeyFormat;
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Weak},
@@ -138,6 +142,9 @@ pub struct Status {
     /// How many times the reload thread panicked; each panic was caught, logged at
     /// ERROR, and the thread went on.
     pub reload_thread_panics: u64,
+    /// The audiences tokens must carry now, the external URL first (read again at
+    /// every reload unless the builder fixed the audience).
+    pub audiences: Vec<String>,
     /// The users, sorted by id.
     pub users: Vec<UserStatus>,
     /// How many verified tokens are cached for this generation.
@@ -153,6 +160,9 @@ pub struct UserStatus {
     pub fingerprint: String,
     /// The certificate's NotAfter, when the key came in a certificate.
     pub not_after: Option<SystemTime>,
+    /// What the key file held; [`KeyFormat::Pkcs1`] is a key ZITADEL itself cannot
+    /// read (a warning at load says how to convert it).
+    pub key_format: KeyFormat,
 }
 
 /// What the watcher thread needs from the thing it reloads.
