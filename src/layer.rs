@@ -46,36 +46,52 @@
 //! The layer reads exactly one `Authorization: Bearer <token>` header (the scheme in
 //! any case, then one or more spaces), verifies the token with
 //! [`SystemAuth::verify`], and on success puts a [`SystemUser`] into the request's
-//! extensions, with the request's instance (an [`InstanceId`] extension, else the
-//! builder's) and organisation (the `x-zitadel-orgid` header) for membership checks.
-//! A refusal never reaches the inner service: it is answered as [`AuthError`] says.
+//! extensions, with the request's instance (an [`InstanceId`](crate::InstanceId)
+//! extension, else the builder's) and organisation (the `x-zitadel-orgid` header)
+//! for membership checks. A refusal never reaches the inner service: it is answered
+//! as [`AuthError`] says, or by the layer's [`respond_with`](SystemAuthLayer::respond_with).
+//! The inner service keeps its response body type: the layer's response body is
+//! `Either<its body, axum::body::Body>`, the refusal being the right arm.
+//!
+//! tower-http's own authorization middleware take [`SystemAuth`] as it is, with the
+//! same verdicts, answers and [`SystemUser`]:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_http::{auth::AsyncRequireAuthorizationLayer, validate_request::ValidateRequestHeaderLayer};
+//! use zitadel_system_auth::SystemUser;
+//! # let system = zitadel_system_auth::testing::TestSystem::new();
+//! # let auth = system.auth.clone();
+//! async fn handler(user: SystemUser) -> String {
+//!     user.user_id().to_owned()
+//! }
+//! let a: Router = Router::new().route("/x", get(handler)).layer(AsyncRequireAuthorizationLayer::new(auth.clone()));
+//! let b: Router = Router::new().route("/x", get(handler)).layer(ValidateRequestHeaderLayer::custom(auth.clone()));
+//! ```
+//!
+//! Holds the middleware only: reading and deciding a request is `request`'s, the
+//! answers are `response`'s.
 
 use std::{
-    panic::AssertUnwindSafe,
-    sync::{Arc, LazyLock},
+    future::{Ready, ready},
     task::{Context, Poll},
 };
 
 use axum::{
     body::Body,
-    http::{Extensions, HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION},
+    http::{Request, Response},
 };
-use bytes::Bytes;
+use http_body_util::Either;
+use tower_http::{auth::AsyncAuthorizeRequest, validate_request::ValidateRequest};
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use crate::response::ResponseFuture;
 use crate::{
     auth::SystemAuth,
-    error::{AuthError, Malformed},
-    response::Protocol,
-    speedup::{self, Speedup},
-    user::{InstanceId, ORG_ID_HEADER, SystemUser},
+    error::AuthError,
+    response::{Refusal, Responder},
 };
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-const ORG_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(ORG_ID_HEADER);
+pub use crate::{request::bearer_token, response::ResponseFuture};
 
 /// Wraps a service with [`SystemAuthService`]. Made by [`SystemAuth::layer`] and
 /// [`SystemAuth::optional_layer`].
@@ -83,6 +99,7 @@ const ORG_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(ORG_I
 pub struct SystemAuthLayer {
     auth: SystemAuth,
     optional: bool,
+    responder: Responder,
 }
 
 impl SystemAuthLayer {
@@ -91,12 +108,26 @@ impl SystemAuthLayer {
         SystemAuthLayer {
             auth,
             optional: false,
+            responder: Responder::default(),
         }
     }
 
     /// Lets requests without an `Authorization` header through unauthenticated.
     pub fn optional(mut self) -> SystemAuthLayer {
         self.optional = true;
+        self
+    }
+
+    /// Answers refusals with `respond` instead of ZITADEL's JSON error (or gRPC
+    /// status). It gets the [`Refusal`]: the failed check with its fixed public
+    /// description, the status, whether the request was gRPC, and the default answer
+    /// ([`Refusal::default_response`]); never the token. See the
+    /// [`response`](crate::response) module for an RFC 9457 example.
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&Refusal<'_>) -> Response<Body> + Send + Sync + 'static,
+    ) -> SystemAuthLayer {
+        self.responder = Responder::custom(respond);
         self
     }
 }
@@ -120,8 +151,7 @@ impl<S> Layer<S> for SystemAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SystemAuthService {
             inner,
-            auth: self.auth.clone(),
-            optional: self.optional,
+            layer: self.clone(),
         }
     }
 }
@@ -130,57 +160,41 @@ impl<S> Layer<S> for SystemAuthLayer {
 #[derive(Clone, Debug)]
 pub struct SystemAuthService<S> {
     inner: S,
-    auth: SystemAuth,
-    optional: bool,
+    layer: SystemAuthLayer,
 }
 
 impl<S> SystemAuthService<S> {
-    /// Decides a request: `Ok(Some(user))` to go on authenticated, `Ok(None)` to go
-    /// on without a user (optional mode, no token), `Err` to refuse.
-    fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<SystemUser>, AuthError> {
-        let headers = request.headers();
-        let result = match authorization(headers).and_then(|value| self.check(value.as_bytes())) {
-            Err(AuthError::MissingToken) if self.optional => return Ok(None),
-            result => result,
-        };
-        let result = result.and_then(|user| {
-            let instance = match request.extensions().get::<InstanceId>() {
-                Some(InstanceId(id)) => Some(id.clone()),
-                None => self.auth.instance_id().cloned(),
-            };
-            Ok(user.with_context(instance, organization(headers)?))
-        });
-        self.auth.record(&result);
-        result.map(Some)
+    /// `inner` behind a layer that requires a valid token.
+    pub fn new(inner: S, auth: SystemAuth) -> Self {
+        SystemAuthLayer::new(auth).layer(inner)
     }
 
-    /// The verdict on the value of the `Authorization` header, read as bytes.
-    ///
-    /// [`bearer_token`] first checks that the header is ASCII; here that check is
-    /// only needed for a refusal. Only a token of base64url and dots passes the
-    /// checks (a cached one passed them before), so an accepted header was ASCII,
-    /// and a refused one that was not is refused for its encoding, as
-    /// [`bearer_token`] refuses it.
-    fn check(&self, value: &[u8]) -> Result<SystemUser, AuthError> {
-        token_in(value)
-            .and_then(|token| self.auth.check(token))
-            .map_err(|error| {
-                if value.is_ascii() {
-                    error
-                } else {
-                    AuthError::Malformed(Malformed::HeaderEncoding)
-                }
-            })
+    /// The layer that makes this service ([`SystemAuth::layer`]).
+    pub fn layer(auth: SystemAuth) -> SystemAuthLayer {
+        SystemAuthLayer::new(auth)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SystemAuthService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<Body>;
+    type Response = Response<Either<ResBody, Body>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -189,122 +203,62 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        // A panic while deciding becomes a 500 answer, not a dropped connection.
-        let decision = std::panic::catch_unwind(AssertUnwindSafe(|| self.authenticate(&request)))
-            .unwrap_or_else(|_| {
-                tracing::error!(
-                    target: "zitadel_system_auth",
-                    "panic while authenticating a request; answered 500"
-                );
-                Err(AuthError::Internal)
-            });
-        match decision {
-            Ok(Some(user)) => {
-                let extensions = request.extensions_mut();
-                if extensions.is_empty() && speedup::on(Speedup::RoomyExtensions) {
-                    *extensions = ROOMY_EXTENSIONS.clone();
-                }
-                extensions.insert(user);
-                ResponseFuture::inner(self.inner.call(request))
-            }
-            Ok(None) => {
-                // Let through unauthenticated: nothing set before this layer may pass
-                // for the layer's verdict.
-                request.extensions_mut().remove::<SystemUser>();
-                ResponseFuture::inner(self.inner.call(request))
-            }
-            Err(error) => ResponseFuture::refused(error, Protocol::of(&request)),
+        let layer = &self.layer;
+        match layer.auth.decide(&mut request, layer.optional) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
+            Err(error) => ResponseFuture::refused(layer.responder.respond(&error, &request)),
         }
     }
 }
 
-/// An empty extension map with room for seven extensions, to clone for a request
-/// that has none yet.
+/// tower-http's `AsyncRequireAuthorizationLayer::new(auth)`: the same decision as
+/// [`SystemAuth::layer`], with ZITADEL's answers.
+impl<B> AsyncAuthorizeRequest<B> for SystemAuth {
+    type RequestBody = B;
+    type ResponseBody = Body;
+    type Future = Ready<Result<Request<B>, Response<Body>>>;
+
+    fn authorize(&mut self, mut request: Request<B>) -> Self::Future {
+        ready(match self.decide(&mut request, false) {
+            Ok(()) => Ok(request),
+            Err(error) => Err(refusal(&error, &request)),
+        })
+    }
+}
+
+/// tower-http's `ValidateRequestHeaderLayer::custom(auth)`: the same decision as
+/// [`SystemAuth::layer`], with ZITADEL's answers.
+impl<B> ValidateRequest<B> for SystemAuth {
+    type ResponseBody = Body;
+
+    fn validate(&mut self, request: &mut Request<B>) -> Result<(), Response<Body>> {
+        self.decide(request, false)
+            .map_err(|error| refusal(&error, request))
+    }
+}
+
+/// The layer's response around an axum service (a `Router`), with axum's body again:
+/// both arms of the either-body are axum bodies, so nothing is boxed. For
+/// `axum::serve` around a whole Router wrapped in the layer (a `Router::layer` or
+/// `route_layer` needs nothing: axum converts the response itself).
 ///
-/// A request a server has just parsed carries no extensions. Around a Router, the
-/// layer adds the [`SystemUser`] and axum then adds three of its own (the original
-/// URI, the matched path, the path parameters): four, one more than a map's first
-/// allocation holds, so the map would be allocated twice and rehashed on every
-/// request. A clone of this map keeps its room and allocates once. (Were a clone
-/// ever to drop the spare room, the map would only grow as before.)
-static ROOMY_EXTENSIONS: LazyLock<Extensions> = LazyLock::new(|| {
-    #[derive(Clone)]
-    struct Room<const N: usize>;
-    let mut extensions = Extensions::new();
-    extensions.insert(Room::<0>);
-    extensions.insert(Room::<1>);
-    extensions.insert(Room::<2>);
-    extensions.insert(Room::<3>);
-    extensions.clear();
-    extensions
-});
-
-/// Reads the token from exactly one `Authorization: Bearer <token>` header.
+/// ```no_run
+/// use axum::{Router, ServiceExt, extract::Request};
+/// use tower::{Layer as _, util::MapResponseLayer};
+/// use zitadel_system_auth::{SystemAuth, layer::into_axum_response};
 ///
-/// A missing header or another scheme is [`AuthError::MissingToken`]; several
-/// headers are [`AuthError::MultipleAuthorizationHeaders`].
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let value = authorization(headers)?.as_bytes();
-    // A header value holds no control characters, so ASCII here means visible ASCII
-    // (and tabs), as `HeaderValue::to_str` checks, a word at a time rather than a byte.
-    if !value.is_ascii() {
-        return Err(AuthError::Malformed(Malformed::HeaderEncoding));
-    }
-    let token = token_in(value)?;
-    std::str::from_utf8(token).map_err(|_| AuthError::Malformed(Malformed::HeaderEncoding))
+/// # async fn run(auth: SystemAuth, router: Router) -> std::io::Result<()> {
+/// let app = MapResponseLayer::new(into_axum_response).layer(auth.layer().layer(router));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// axum::serve(listener, ServiceExt::<Request>::into_make_service(app)).await
+/// # }
+/// ```
+pub fn into_axum_response(response: Response<Either<Body, Body>>) -> Response<Body> {
+    response.map(|body| match body {
+        Either::Left(body) | Either::Right(body) => body,
+    })
 }
 
-/// The one `Authorization` header.
-fn authorization(headers: &HeaderMap) -> Result<&HeaderValue, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next().ok_or(AuthError::MissingToken)?;
-    if values.next().is_some() {
-        return Err(AuthError::MultipleAuthorizationHeaders);
-    }
-    Ok(value)
-}
-
-/// The organisation the request is about: the one `x-zitadel-orgid` header, if any
-/// (an empty or non-text one is none). Several are refused, never first-one-wins.
-fn organization(headers: &HeaderMap) -> Result<Option<Arc<str>>, AuthError> {
-    let mut values = headers.get_all(&ORG_ID).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(AuthError::MultipleOrganizationHeaders);
-    }
-    Ok(first
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(Arc::from))
-}
-
-/// The token in `Bearer <token>`: the scheme in any case, one or more spaces, then
-/// the token.
-fn token_in(value: &[u8]) -> Result<&[u8], AuthError> {
-    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
-        Some(space) => (&value[..space], &value[space + 1..]),
-        None => (value, &b""[..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(AuthError::MissingToken);
-    }
-    match rest.iter().position(|&b| b != b' ') {
-        None => Err(AuthError::Malformed(Malformed::EmptyToken)),
-        Some(start) => Ok(&rest[start..]),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_roomy_extensions_are_empty_and_stay_so() {
-        assert!(ROOMY_EXTENSIONS.is_empty());
-        let mut extensions = ROOMY_EXTENSIONS.clone();
-        assert_eq!(extensions.len(), 0);
-        extensions.insert(7u8);
-        assert_eq!(extensions.get::<u8>(), Some(&7));
-        assert!(ROOMY_EXTENSIONS.is_empty());
-    }
+fn refusal<B>(error: &AuthError, request: &Request<B>) -> Response<Body> {
+    Refusal::new(error, request).default_response()
 }

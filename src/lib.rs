@@ -76,6 +76,7 @@ pub mod layer;
 pub mod metrics;
 mod registry;
 pub mod reload;
+mod request;
 pub mod response;
 pub mod role;
 #[doc(hidden)]
@@ -94,6 +95,7 @@ pub use layer::{SystemAuthLayer, SystemAuthService};
 pub use reload::{
     FolderStatus, FolderWatch, ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode,
 };
+pub use request::trace_span;
 pub use role::{RequireRole, RequireRoleLayer};
 pub use user::{InstanceId, MemberType, Membership, SystemUser};
 

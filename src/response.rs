@@ -1,6 +1,7 @@
 //! How a refusal is answered: ZITADEL's REST error (status, JSON body, RFC 6750
-//! `WWW-Authenticate`), or a gRPC status for a gRPC request, and the response future
-//! the middleware return.
+//! `WWW-Authenticate`), or a gRPC status for a gRPC request; a [`Refusal`] handed to
+//! a custom responder; and the response future the middleware return, whose body is
+//! the inner service's own or the refusal's.
 //!
 //! One [`IntoResponse`] implementation turns an [`AuthError`] into ZITADEL's REST
 //! answer: 401 with the JSON body `{"code":16,"message":"...","details":[]}` and an
@@ -8,41 +9,139 @@
 //! several `Authorization` or `x-zitadel-orgid` headers; every refusal also says
 //! `Cache-Control: no-store`. Holds rendering only: which check failed is decided
 //! elsewhere, and the text comes from the error's `Display`.
+//!
+//! A layer can answer refusals its own way
+//! ([`SystemAuthLayer::respond_with`](crate::SystemAuthLayer::respond_with),
+//! [`RequireRoleLayer::respond_with`](crate::RequireRoleLayer::respond_with)): the
+//! responder gets a [`Refusal`], which holds the failed check and its fixed public
+//! description, never the token.
+//!
+//! ```
+//! use axum::{body::Body, http::{Response, header}};
+//! use zitadel_system_auth::response::Refusal;
+//!
+//! // RFC 9457 problem details instead of ZITADEL's JSON.
+//! fn problem(refusal: &Refusal<'_>) -> Response<Body> {
+//!     let body = serde_json::json!({
+//!         "type": "about:blank",
+//!         "title": refusal.status().canonical_reason(),
+//!         "status": refusal.status().as_u16(),
+//!         "detail": refusal.description(),
+//!     });
+//!     let mut response = Response::new(Body::from(body.to_string()));
+//!     *response.status_mut() = refusal.status();
+//!     let headers = response.headers_mut();
+//!     headers.insert(header::CONTENT_TYPE, "application/problem+json".parse().unwrap());
+//!     if let Some(challenge) = refusal.www_authenticate() {
+//!         headers.insert(header::WWW_AUTHENTICATE, challenge.parse().unwrap());
+//!     }
+//!     response
+//! }
+//! # let system = zitadel_system_auth::testing::TestSystem::new();
+//! let layer = system.auth.layer().respond_with(problem);
+//! ```
 
 use std::{
+    fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
 use axum::{
     body::Body,
-    http::{HeaderValue, Request, Response, header},
+    http::{HeaderValue, Request, Response, StatusCode, header},
     response::IntoResponse,
 };
-use bytes::Bytes;
+use http_body_util::Either;
 use pin_project_lite::pin_project;
 
 use crate::error::AuthError;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How a refusal is answered: ZITADEL's REST error, or a gRPC status for a gRPC
-/// request (`content-type: application/grpc...`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    Rest,
-    Grpc,
+/// A refused request, as a custom responder sees it: which check failed (with its
+/// fixed public description, never the token) and whether the request was gRPC.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    error: &'a AuthError,
+    grpc: bool,
 }
 
-impl Protocol {
-    /// The protocol `request` speaks.
-    pub(crate) fn of<B>(request: &Request<B>) -> Protocol {
+impl<'a> Refusal<'a> {
+    /// The refusal of `request` for `error`.
+    pub fn new<B>(error: &'a AuthError, request: &Request<B>) -> Refusal<'a> {
         let grpc = request
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if grpc { Protocol::Grpc } else { Protocol::Rest }
+        Refusal { error, grpc }
+    }
+
+    /// The failed check.
+    pub fn error(&self) -> &'a AuthError {
+        self.error
+    }
+
+    /// The HTTP status of the default answer (401, 403, 400, or 500).
+    pub fn status(&self) -> StatusCode {
+        self.error.status()
+    }
+
+    /// The fixed public description of the failed check (what the default answer's
+    /// `message` says).
+    pub fn description(&self) -> String {
+        self.error.to_string()
+    }
+
+    /// The RFC 6750 `WWW-Authenticate` value of the default answer, if any.
+    pub fn www_authenticate(&self) -> Option<String> {
+        self.error.www_authenticate()
+    }
+
+    /// Whether the request was gRPC (`content-type: application/grpc...`).
+    pub fn is_grpc(&self) -> bool {
+        self.grpc
+    }
+
+    /// The default answer: ZITADEL's REST error, or a gRPC status for gRPC.
+    pub fn default_response(&self) -> Response<Body> {
+        if self.grpc {
+            self.error.clone().into_grpc_response()
+        } else {
+            self.error.clone().into_response()
+        }
+    }
+}
+
+/// How a layer answers a refusal; the default renders ZITADEL's answer
+/// ([`Refusal::default_response`]).
+#[derive(Clone, Default)]
+pub(crate) struct Responder(Option<Arc<dyn Fn(&Refusal<'_>) -> Response<Body> + Send + Sync>>);
+
+impl Responder {
+    pub fn custom(
+        respond: impl Fn(&Refusal<'_>) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        Responder(Some(Arc::new(respond)))
+    }
+
+    /// The answer to `request`, refused for `error`.
+    pub fn respond<B>(&self, error: &AuthError, request: &Request<B>) -> Response<Body> {
+        let refusal = Refusal::new(error, request);
+        match &self.0 {
+            Some(respond) => respond(&refusal),
+            None => refusal.default_response(),
+        }
+    }
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Responder(custom)"
+        } else {
+            "Responder(default)"
+        })
     }
 }
 
@@ -130,9 +229,9 @@ fn grpc_percent_encode(text: &str) -> String {
 }
 
 pin_project! {
-    /// The response future of [`SystemAuthService`] and
-    /// [`RequireRole`](crate::role::RequireRole): the inner service's answer, or the
-    /// refusal.
+    /// The response future of [`SystemAuthService`](crate::SystemAuthService) and
+    /// [`RequireRole`](crate::RequireRole): the inner service's answer with its own
+    /// body, or the refusal.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -143,7 +242,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Inner { #[pin] future: F },
-        Refused { error: Option<AuthError>, protocol: Protocol },
+        Refused { response: Option<Response<Body>> },
     }
 }
 
@@ -154,11 +253,10 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn refused(error: AuthError, protocol: Protocol) -> Self {
+    pub(crate) fn refused(response: Response<Body>) -> Self {
         ResponseFuture {
             kind: Kind::Refused {
-                error: Some(error),
-                protocol,
+                response: Some(response),
             },
         }
     }
@@ -167,25 +265,21 @@ impl<F> ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<Body>, E>;
+    type Output = Result<Response<Either<B, Body>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => {
                 let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(Body::new)))
+                Poll::Ready(Ok(response.map(Either::Left)))
             }
-            KindProj::Refused { error, protocol } => {
-                let response = match (error.take(), protocol) {
-                    (Some(error), Protocol::Rest) => error.into_response(),
-                    (Some(error), Protocol::Grpc) => error.into_grpc_response(),
-                    // Polled again after it was ready: the refusal is gone.
-                    (None, _) => AuthError::Internal.into_response(),
-                };
-                Poll::Ready(Ok(response))
+            KindProj::Refused { response } => {
+                // Polled again after it was ready: the refusal is gone.
+                let response = response
+                    .take()
+                    .unwrap_or_else(|| AuthError::Internal.into_response());
+                Poll::Ready(Ok(response.map(Either::Right)))
             }
         }
     }

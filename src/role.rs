@@ -38,7 +38,12 @@
 //! A caller without a membership that applies to the request and grants the role
 //! gets 403 with code 7 (PERMISSION_DENIED); a request that reached this layer without
 //! a [`SystemUser`] (no [`SystemAuthLayer`](crate::SystemAuthLayer) outside it, or an
-//! optional one without a token) gets 401.
+//! optional one without a token) gets 401. Like the authentication layer, it keeps
+//! the inner service's body type and can answer refusals its own way
+//! ([`RequireRoleLayer::respond_with`]).
+//!
+//! Holds the role middleware only: who the caller is comes from the extensions the
+//! authentication layer set, the answers from `response`.
 
 use std::{
     sync::Arc,
@@ -49,28 +54,40 @@ use axum::{
     body::Body,
     http::{Request, Response},
 };
-use bytes::Bytes;
+use http_body_util::Either;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
     error::AuthError,
-    response::{Protocol, ResponseFuture},
+    response::{Refusal, Responder, ResponseFuture},
     user::SystemUser,
 };
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Wraps a service with [`RequireRole`].
 #[derive(Clone, Debug)]
 pub struct RequireRoleLayer {
     role: Arc<str>,
+    responder: Responder,
 }
 
 impl RequireRoleLayer {
     /// Requires `role` (e.g. `SYSTEM_OWNER`, `IAM_OWNER`, `ORG_OWNER`).
     pub fn new(role: impl Into<Arc<str>>) -> RequireRoleLayer {
-        RequireRoleLayer { role: role.into() }
+        RequireRoleLayer {
+            role: role.into(),
+            responder: Responder::default(),
+        }
+    }
+
+    /// Answers refusals with `respond` instead of ZITADEL's JSON error (or gRPC
+    /// status); see [`SystemAuthLayer::respond_with`](crate::SystemAuthLayer::respond_with).
+    pub fn respond_with(
+        mut self,
+        respond: impl Fn(&Refusal<'_>) -> Response<Body> + Send + Sync + 'static,
+    ) -> RequireRoleLayer {
+        self.responder = Responder::custom(respond);
+        self
     }
 }
 
@@ -80,7 +97,7 @@ impl<S> Layer<S> for RequireRoleLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RequireRole {
             inner,
-            role: self.role.clone(),
+            layer: self.clone(),
         }
     }
 }
@@ -89,16 +106,41 @@ impl<S> Layer<S> for RequireRoleLayer {
 #[derive(Clone, Debug)]
 pub struct RequireRole<S> {
     inner: S,
-    role: Arc<str>,
+    layer: RequireRoleLayer,
+}
+
+impl<S> RequireRole<S> {
+    /// `inner`, requiring `role`.
+    pub fn new(inner: S, role: impl Into<Arc<str>>) -> Self {
+        RequireRoleLayer::new(role).layer(inner)
+    }
+
+    /// The layer that makes this service.
+    pub fn layer(role: impl Into<Arc<str>>) -> RequireRoleLayer {
+        RequireRoleLayer::new(role)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireRole<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<Body>;
+    type Response = Response<Either<ResBody, Body>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -107,16 +149,15 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let role = &self.layer.role;
         let verdict = match request.extensions().get::<SystemUser>() {
             None => Err(AuthError::MissingToken),
-            Some(user) if user.has_role(&self.role) => Ok(()),
-            Some(_) => Err(AuthError::MissingRole {
-                role: self.role.clone(),
-            }),
+            Some(user) if user.has_role(role) => Ok(()),
+            Some(_) => Err(AuthError::MissingRole { role: role.clone() }),
         };
         match verdict {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::refused(error, Protocol::of(&request)),
+            Err(error) => ResponseFuture::refused(self.layer.responder.respond(&error, &request)),
         }
     }
 }
