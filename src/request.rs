@@ -110,7 +110,7 @@ impl SystemAuth {
 fn record_on_span(user: &SystemUser) {
     let span = tracing::Span::current();
     if span.has_field("user_id") {
-        span.record("user_id", user.user_id());
+        span.record("user_id", tracing::field::display(user.user_id()));
     }
 }
 

@@ -4,15 +4,21 @@
 //!
 //! Included with `#[path = "support/app.rs"] mod app;`.
 
-use std::{future::Future, io, sync::Arc};
+use std::{future::Future, io, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     extract::State,
+    http::{StatusCode, header::AUTHORIZATION},
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use zitadel_system_auth::{SystemAuth, SystemUser};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer,
+    sensitive_headers::SetSensitiveRequestHeadersLayer, timeout::TimeoutLayer, trace::TraceLayer,
+};
+use zitadel_system_auth::{SystemAuth, SystemUser, trace_span};
 
 /// The one instance the demo service knows (the id from ZITADEL's documentation).
 const INSTANCE_ID: &str = "172698969497928101";
@@ -20,11 +26,16 @@ const INSTANCE_ID: &str = "172698969497928101";
 /// The routes: `POST /system/v1/instances/_search`, `GET /whoami` and
 /// `GET /system/healthz` (the same answer as `/healthz`, for load tests that compare
 /// a route with and without the layer) need a system user token, `GET /healthz` is
-/// open. `external_domain` is the domain the instance
-/// search answers with (ZITADEL's `ExternalDomain`).
+/// open. `external_domain` is the domain the instance search answers with
+/// (ZITADEL's `ExternalDomain`).
 ///
 /// The layer is added with `route_layer`, so it runs only for matched routes and
-/// unknown paths still answer 404 rather than 401.
+/// unknown paths still answer 404 rather than 401. Around the routes, the stack a
+/// production service runs, outermost first: a panic anywhere is a 500
+/// (`CatchPanicLayer`); the `Authorization` header is marked sensitive, so no trace
+/// ever prints it; every request is traced in a span that records the authenticated
+/// user's id (`trace_span`); a request takes at most ten seconds; a request body is
+/// at most 64 KiB.
 pub fn router(auth: &SystemAuth, external_domain: &str) -> Router {
     Router::new()
         .route("/system/v1/instances/_search", post(search_instances))
@@ -33,6 +44,17 @@ pub fn router(auth: &SystemAuth, external_domain: &str) -> Router {
         .route_layer(auth.layer())
         .route("/healthz", get(healthz))
         .with_state(Arc::<str>::from(external_domain))
+        .layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::new())
+                .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+                .layer(TraceLayer::new_for_http().make_span_with(trace_span))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(10),
+                ))
+                .layer(RequestBodyLimitLayer::new(64 * 1024)),
+        )
 }
 
 async fn healthz() -> &'static str {
