@@ -193,6 +193,11 @@ impl SystemAuth {
         }
     }
 
+    /// The verifier and the registry in place, for checks run outside `verify`.
+    pub(crate) fn parts(&self) -> (&Verifier, arc_swap::Guard<Arc<Registry>>) {
+        (&self.inner.verifier, self.inner.registry.load())
+    }
+
     /// The audiences a token may carry now, the external URL first. Unless the
     /// builder fixed the audience, the first one is built again from
     /// `ExternalDomain`, `ExternalPort` and `ExternalSecure` at every reload.

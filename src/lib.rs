@@ -70,10 +70,12 @@ mod builder;
 mod cache;
 pub mod config;
 pub mod error;
+pub mod explain;
 mod jose;
 pub mod key;
 pub mod layer;
 pub mod metrics;
+pub mod mint;
 mod registry;
 pub mod reload;
 mod request;
@@ -91,6 +93,7 @@ pub use auth::{REFUSAL_LOGS_PER_SECOND, SystemAuth};
 pub use builder::SystemAuthBuilder;
 pub use config::Config;
 pub use error::{AuthError, ConfigError, KeyError};
+pub use explain::Explanation;
 pub use layer::{SystemAuthLayer, SystemAuthService};
 pub use reload::{
     FolderStatus, FolderWatch, ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode,

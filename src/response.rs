@@ -116,7 +116,10 @@ impl<'a> Refusal<'a> {
 /// How a layer answers a refusal; the default renders ZITADEL's answer
 /// ([`Refusal::default_response`]).
 #[derive(Clone, Default)]
-pub(crate) struct Responder(Option<Arc<dyn Fn(&Refusal<'_>) -> Response<Body> + Send + Sync>>);
+pub(crate) struct Responder(Option<Arc<RespondFn>>);
+
+/// A custom responder.
+type RespondFn = dyn Fn(&Refusal<'_>) -> Response<Body> + Send + Sync;
 
 impl Responder {
     pub fn custom(

@@ -169,6 +169,21 @@ impl Verifier {
         from..until
     }
 
+    /// Every check on `token` at the clock reading `now`, without the cache.
+    pub(crate) fn verify_at(
+        &self,
+        token: &[u8],
+        registry: &Registry,
+        now: i128,
+    ) -> Result<SystemUser, AuthError> {
+        if token.len() > self.max_token_length {
+            let limit = self.max_token_length;
+            return Err(AuthError::TokenTooLong { limit });
+        }
+        self.verify_uncached(token, registry, now)
+            .map(|cached| cached.user)
+    }
+
     /// Every check, in ZITADEL's order; the result holds what a cache hit must
     /// check again.
     fn verify_uncached(
@@ -281,7 +296,7 @@ impl Verifier {
     }
 
     /// `exp`: now + offset must be before it.
-    fn check_expiry(&self, now: i128, expires_at: u64) -> Result<(), AuthError> {
+    pub(crate) fn check_expiry(&self, now: i128, expires_at: u64) -> Result<(), AuthError> {
         if now + self.offset() >= secs(expires_at) {
             return Err(AuthError::Expired);
         }
@@ -290,7 +305,7 @@ impl Verifier {
 
     /// `iat`: not after now + offset, not older than the maximum age, both rounded
     /// to the second as ZITADEL rounds them.
-    fn check_issued_at(&self, now: i128, issued_at: u64) -> Result<(), AuthError> {
+    pub(crate) fn check_issued_at(&self, now: i128, issued_at: u64) -> Result<(), AuthError> {
         if secs(issued_at) > round_to_second(now + self.offset()) {
             return Err(AuthError::IssuedInFuture);
         }
@@ -302,7 +317,11 @@ impl Verifier {
     }
 
     /// `nbf`, when present: not after now + offset.
-    fn check_not_before(&self, now: i128, not_before: Option<u64>) -> Result<(), AuthError> {
+    pub(crate) fn check_not_before(
+        &self,
+        now: i128,
+        not_before: Option<u64>,
+    ) -> Result<(), AuthError> {
         match not_before {
             Some(not_before) if secs(not_before) > now + self.offset() => {
                 Err(AuthError::NotYetValid)
@@ -313,7 +332,7 @@ impl Verifier {
 }
 
 /// A certificate's window: NotBefore ≤ now ≤ NotAfter.
-fn check_validity(now: i128, validity: Option<Validity>) -> Result<(), AuthError> {
+pub(crate) fn check_validity(now: i128, validity: Option<Validity>) -> Result<(), AuthError> {
     if let Some(validity) = validity {
         if now < secs(validity.not_before) {
             return Err(AuthError::KeyNotYetValid);
@@ -361,7 +380,7 @@ fn round_to_second(nanos: i128) -> i128 {
 }
 
 /// Says how `presented` differs from `expected`, in one fixed word.
-fn audience_hint(expected: &str, presented: &str) -> AudienceHint {
+pub(crate) fn audience_hint(expected: &str, presented: &str) -> AudienceHint {
     fn split(url: &str) -> (&str, &str, &str) {
         let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
         let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));

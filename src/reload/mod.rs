@@ -158,8 +158,12 @@ pub struct UserStatus {
     pub user_id: String,
     /// SHA-256 of the key's SubjectPublicKeyInfo, in hex.
     pub fingerprint: String,
+    /// The certificate's NotBefore, when the key came in a certificate.
+    pub not_before: Option<SystemTime>,
     /// The certificate's NotAfter, when the key came in a certificate.
     pub not_after: Option<SystemTime>,
+    /// The RSA modulus size in bits.
+    pub bits: usize,
     /// What the key file held; [`KeyFormat::Pkcs1`] is a key ZITADEL itself cannot
     /// read (a warning at load says how to convert it).
     pub key_format: KeyFormat,

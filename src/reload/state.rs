@@ -258,7 +258,9 @@ impl Reloader {
             .map(|user| UserStatus {
                 user_id: user.identity.id.to_string(),
                 fingerprint: user.key.fingerprint_hex(),
+                not_before: user.key.validity().map(|v| v.not_before_time()),
                 not_after: user.key.validity().map(|v| v.not_after_time()),
+                bits: user.key.bits(),
                 key_format: user.key.format(),
             })
             .collect();

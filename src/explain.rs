@@ -1,0 +1,729 @@
+//! Why a token is accepted or refused: every check in the README's order, each
+//! with what was expected and what the token has, going on after a failure so that
+//! every problem shows at once, and the verdict last, which is
+//! [`SystemAuth::verify`]'s for the same token at the same time.
+//!
+//! ```
+//! # let system = zitadel_system_auth::testing::TestSystem::new();
+//! # let auth = system.auth.clone();
+//! let token = system.token().expired().build();
+//! let explanation = auth.explain(&token);
+//! assert!(explanation.verdict().is_err());
+//! println!("{explanation}"); // one line per check, the verdict last
+//! let json = serde_json::to_value(&explanation)?; // the same, as one JSON document
+//! assert_eq!(json["verdict"]["reason"], "expired");
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+//!
+//! It names the precise check even where the public refusal shares one text
+//! (unknown user, signature, certificate window), and says what ZITADEL would do
+//! where this crate decides otherwise. It shows claim values, since whoever asks
+//! holds the token, but never the signature or any key material: a key appears as
+//! its fingerprint. Holds the explanation only; the checks are `verify`'s and
+//! `jose`'s, run again here one by one.
+
+use std::{fmt, time::Duration};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    algorithm::Algorithm,
+    auth::SystemAuth,
+    error::{AuthError, Malformed},
+    jose::{Claims, Header, Parts},
+    registry::Registry,
+    verify::{Verifier, audience_hint, check_validity},
+};
+
+/// The checks on one token and the verdict; `Display` for people, `Serialize` for
+/// machines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// What [`SystemAuth::verify`] decides.
+    #[serde(rename = "verdict")]
+    summary: Summary,
+    #[serde(skip)]
+    verdict: Result<String, AuthError>,
+}
+
+/// One check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Which check (`length`, `parts`, `header`, `payload`, `signature encoding`,
+    /// `aud`, `exp`, `iat`, `nbf`, `iss = sub`, `crit`, `typ`, `alg`, `user`,
+    /// `key validity`, `signature`).
+    pub check: &'static str,
+    /// How it went.
+    pub outcome: Outcome,
+    /// What was expected and what the token has.
+    pub detail: String,
+    /// What ZITADEL would decide, where it decides otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zitadel: Option<String>,
+}
+
+/// How a check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It passed.
+    Passed,
+    /// It failed.
+    Failed,
+    /// It could not be made (what it needs could not be read).
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Summary {
+    accepted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+impl Explanation {
+    /// The verdict: the user id, or the refusal, exactly as
+    /// [`SystemAuth::verify`] decides at the same time.
+    pub fn verdict(&self) -> Result<&str, &AuthError> {
+        self.verdict.as_deref()
+    }
+
+    /// Whether the token is accepted.
+    pub fn accepted(&self) -> bool {
+        self.verdict.is_ok()
+    }
+}
+
+impl SystemAuth {
+    /// Explains what [`verify`](Self::verify) decides for `token` now, check by
+    /// check. Neither the token cache nor the metrics and logs see it.
+    pub fn explain(&self, token: &str) -> Explanation {
+        let (verifier, registry) = self.parts();
+        let now = verifier.now();
+        let checks = Explainer {
+            verifier,
+            registry: &registry,
+            now,
+            checks: Vec::new(),
+        }
+        .run(token.as_bytes());
+        let verdict = verifier
+            .verify_at(token.as_bytes(), &registry, now)
+            .map(|user| user.user_id().to_owned());
+        let summary = match &verdict {
+            Ok(user) => Summary {
+                accepted: true,
+                user_id: Some(user.clone()),
+                reason: None,
+                description: None,
+            },
+            Err(error) => Summary {
+                accepted: false,
+                user_id: None,
+                reason: Some(error.reason()),
+                description: Some(error.to_string()),
+            },
+        };
+        Explanation {
+            checks,
+            summary,
+            verdict,
+        }
+    }
+}
+
+struct Explainer<'a> {
+    verifier: &'a Verifier,
+    registry: &'a Registry,
+    now: i128,
+    checks: Vec<Check>,
+}
+
+impl Explainer<'_> {
+    fn push(
+        &mut self,
+        check: &'static str,
+        outcome: Outcome,
+        detail: String,
+        zitadel: Option<String>,
+    ) {
+        self.checks.push(Check {
+            check,
+            outcome,
+            detail,
+            zitadel,
+        });
+    }
+
+    fn pass(&mut self, check: &'static str, detail: String) {
+        self.push(check, Outcome::Passed, detail, None);
+    }
+
+    fn fail(&mut self, check: &'static str, detail: String, zitadel: Option<String>) {
+        self.push(check, Outcome::Failed, detail, zitadel);
+    }
+
+    fn skip(&mut self, check: &'static str, why: &str) {
+        self.push(check, Outcome::Skipped, format!("not checked: {why}"), None);
+    }
+
+    fn run(mut self, token: &[u8]) -> Vec<Check> {
+        let limit = self.verifier.max_token_length;
+        if token.len() > limit {
+            self.fail(
+                "length",
+                format!("{} bytes, more than the limit of {limit}", token.len()),
+                Some("ZITADEL reads a token of any length".to_owned()),
+            );
+        } else {
+            self.pass("length", format!("{} bytes, at most {limit}", token.len()));
+        }
+        let parts = match Parts::split(token) {
+            Ok(parts) => {
+                self.pass("parts", "three parts separated by dots".to_owned());
+                parts
+            }
+            Err(error) => {
+                let zitadel = token
+                    .iter()
+                    .any(u8::is_ascii_whitespace)
+                    .then(|| "go-jose (under ZITADEL) removes white space first".to_owned());
+                self.fail("parts", error.to_string(), zitadel);
+                for check in ["header", "payload", "claims", "signature"] {
+                    self.skip(check, "the token does not have three parts");
+                }
+                return self.checks;
+            }
+        };
+        let header = self.header(parts.header);
+        let payload = self.payload(parts.payload);
+        let signature = self.signature_encoding(parts.signature);
+        match &payload {
+            Some((claims_json, _)) => self.claims(claims_json),
+            None => {
+                for check in ["aud", "exp", "iat", "iss = sub"] {
+                    self.skip(check, "the payload could not be read");
+                }
+            }
+        }
+        let algorithm = match &header {
+            Some(header) => self.header_checks(header),
+            None => {
+                for check in ["crit", "typ", "alg"] {
+                    self.skip(check, "the header could not be read");
+                }
+                None
+            }
+        };
+        let issuer = payload.as_ref().and_then(|(_, issuer)| issuer.clone());
+        self.key_checks(issuer, algorithm, parts.signing_input, signature);
+        self.checks
+    }
+
+    /// The header's JSON, read strictly.
+    fn header(&mut self, encoded: &[u8]) -> Option<Header> {
+        let json = match URL_SAFE_NO_PAD.decode(encoded) {
+            Ok(json) => json,
+            Err(_) => {
+                let error = AuthError::Malformed(Malformed::HeaderBase64);
+                self.fail("header", error.to_string(), noncanonical(encoded));
+                return None;
+            }
+        };
+        match Header::parse(&json) {
+            Ok(header) => {
+                self.pass("header", shown_json(&json));
+                Some(header)
+            }
+            Err(error) => {
+                let zitadel = match &error {
+                    AuthError::RefusedHeaderMember => Some(
+                        "go-jose (under ZITADEL) reads these members (a bad jwk or x5c refuses the token, b64 false changes what is signed)",
+                    ),
+                    AuthError::Malformed(Malformed::NestingTooDeep) => {
+                        Some("Go reads JSON up to 10,000 levels deep")
+                    }
+                    _ => None,
+                };
+                self.fail(
+                    "header",
+                    format!("{error}: {}", shown_json(&json)),
+                    zitadel.map(str::to_owned),
+                );
+                None
+            }
+        }
+    }
+
+    /// The payload's JSON, read strictly; its text and `iss` when it reads.
+    fn payload(&mut self, encoded: &[u8]) -> Option<(Vec<u8>, Option<String>)> {
+        let Ok(json) = URL_SAFE_NO_PAD.decode(encoded) else {
+            let error = AuthError::Malformed(Malformed::PayloadBase64);
+            self.fail("payload", error.to_string(), noncanonical(encoded));
+            return None;
+        };
+        match Claims::parse(&json) {
+            Ok(claims) => {
+                self.pass("payload", shown_json(&json));
+                let issuer = claims.iss().ok().map(str::to_owned);
+                Some((json, issuer))
+            }
+            Err(error) => {
+                let zitadel = match &error {
+                    AuthError::Malformed(Malformed::AmbiguousClaimName) => Some(
+                        "Go's decoder (under ZITADEL) reads such a member as the registered claim, the last one winning",
+                    ),
+                    AuthError::Malformed(Malformed::DuplicateMember) => {
+                        Some("Go's decoder (under ZITADEL) takes the last one")
+                    }
+                    AuthError::Malformed(Malformed::NestingTooDeep) => {
+                        Some("Go reads JSON up to 10,000 levels deep")
+                    }
+                    _ => None,
+                };
+                self.fail(
+                    "payload",
+                    format!("{error}: {}", shown_json(&json)),
+                    zitadel.map(str::to_owned),
+                );
+                None
+            }
+        }
+    }
+
+    fn signature_encoding(&mut self, encoded: &[u8]) -> Option<Vec<u8>> {
+        match URL_SAFE_NO_PAD.decode(encoded) {
+            Ok(signature) => {
+                self.pass(
+                    "signature encoding",
+                    format!("{} bytes of unpadded base64url", signature.len()),
+                );
+                Some(signature)
+            }
+            Err(_) => {
+                let error = AuthError::Malformed(Malformed::SignatureBase64);
+                self.fail(
+                    "signature encoding",
+                    error.to_string(),
+                    noncanonical(encoded),
+                );
+                None
+            }
+        }
+    }
+
+    /// `aud`, `exp`, `iat`, `nbf`, `iss = sub`, on a payload that reads.
+    fn claims(&mut self, json: &[u8]) {
+        let Ok(claims) = Claims::parse(json) else {
+            return;
+        };
+        let raw: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
+        let now = self.now;
+        let verifier = self.verifier;
+
+        // aud
+        let expected = self.registry.audiences();
+        let wanted = expected
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        match claims.aud() {
+            Ok(presented) => {
+                let found = presented
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if presented
+                    .iter()
+                    .any(|aud| expected.iter().any(|e| **e == **aud))
+                {
+                    self.pass("aud", format!("{found}, expected {wanted}"));
+                } else {
+                    let hint = match (expected.first(), presented.first()) {
+                        (Some(e), Some(p)) => format!(" ({})", audience_hint(e, p)),
+                        _ => String::new(),
+                    };
+                    self.fail(
+                        "aud",
+                        format!("expected {wanted} exactly; the token has {found}{hint}"),
+                        None,
+                    );
+                }
+            }
+            Err(error) => self.fail(
+                "aud",
+                format!("{error}; the token has {}", shown(&raw["aud"])),
+                None,
+            ),
+        }
+
+        // exp
+        match claims.exp() {
+            Ok(Some(exp)) => match verifier.check_expiry(now, exp) {
+                Ok(()) => self.pass("exp", format!("{}, {}", time(exp), relative(exp, now))),
+                Err(error) => self.fail(
+                    "exp",
+                    format!(
+                        "{error}: {}, {} (the clock offset is {})",
+                        time(exp),
+                        relative(exp, now),
+                        span(verifier.clock_offset)
+                    ),
+                    None,
+                ),
+            },
+            Ok(None) => self.fail(
+                "exp",
+                AuthError::MissingClaim(crate::error::Claim::Exp).to_string(),
+                None,
+            ),
+            Err(error) => self.fail(
+                "exp",
+                format!("{error}; the token has {}", shown(&raw["exp"])),
+                string_time(&raw["exp"]),
+            ),
+        }
+
+        // iat
+        match claims.iat() {
+            Ok(Some(iat)) if iat > 0 => match verifier.check_issued_at(now, iat) {
+                Ok(()) => self.pass("iat", format!("{}, {}", time(iat), relative(iat, now))),
+                Err(error @ AuthError::IssuedTooLongAgo) => {
+                    let age = now / NANOS - i128::from(iat);
+                    let over = age - verifier.max_token_age.as_secs() as i128;
+                    self.fail(
+                        "iat",
+                        format!(
+                            "{error}: {}, issued {} ago, {} over the maximum age of {}",
+                            time(iat),
+                            span_secs(age),
+                            span_secs(over),
+                            span(verifier.max_token_age)
+                        ),
+                        None,
+                    )
+                }
+                Err(error) => self.fail(
+                    "iat",
+                    format!("{error}: {}, {}", time(iat), relative(iat, now)),
+                    None,
+                ),
+            },
+            Ok(_) => self.fail(
+                "iat",
+                format!(
+                    "{} (an iat of 0 is none, as in ZITADEL)",
+                    AuthError::MissingClaim(crate::error::Claim::Iat)
+                ),
+                None,
+            ),
+            Err(error) => self.fail(
+                "iat",
+                format!("{error}; the token has {}", shown(&raw["iat"])),
+                string_time(&raw["iat"]),
+            ),
+        }
+
+        // nbf
+        let ignores = Some("ZITADEL ignores nbf".to_owned());
+        match claims.nbf() {
+            Ok(None) => {}
+            Ok(Some(nbf)) => match verifier.check_not_before(now, Some(nbf)) {
+                Ok(()) => self.pass("nbf", format!("{}, {}", time(nbf), relative(nbf, now))),
+                Err(error) => self.fail(
+                    "nbf",
+                    format!("{error}: {}, {}", time(nbf), relative(nbf, now)),
+                    ignores,
+                ),
+            },
+            Err(error) => self.fail(
+                "nbf",
+                format!("{error}; the token has {}", shown(&raw["nbf"])),
+                ignores,
+            ),
+        }
+
+        // iss = sub
+        match (claims.iss(), claims.sub()) {
+            (Ok(iss), Ok(sub)) if iss == sub => self.pass("iss = sub", format!("{iss:?}")),
+            (Ok(iss), Ok(sub)) => self.fail(
+                "iss = sub",
+                format!("iss {iss:?} and sub {sub:?} differ"),
+                None,
+            ),
+            (Err(error), _) | (_, Err(error)) => self.fail("iss = sub", error.to_string(), None),
+        }
+    }
+
+    /// `crit`, `typ`, `alg`; the algorithm when it is allowed.
+    fn header_checks(&mut self, header: &Header) -> Option<Algorithm> {
+        if header.crit {
+            self.fail(
+                "crit",
+                AuthError::CriticalHeader.to_string(),
+                Some("ZITADEL accepts a crit that lists only b64".to_owned()),
+            );
+        } else {
+            self.pass("crit", "absent".to_owned());
+        }
+        if header.typ_ok {
+            self.pass("typ", "JWT or absent".to_owned());
+        } else {
+            self.fail(
+                "typ",
+                AuthError::UnsupportedType.to_string(),
+                Some("ZITADEL ignores typ".to_owned()),
+            );
+        }
+        let allowed: Vec<&str> = Algorithm::ALL
+            .iter()
+            .filter(|alg| self.verifier.algorithms.contains(**alg))
+            .map(|alg| alg.name())
+            .collect();
+        match header
+            .alg
+            .filter(|alg| self.verifier.algorithms.contains(*alg))
+        {
+            Some(algorithm) => {
+                self.pass(
+                    "alg",
+                    format!("{algorithm}, allowed: {}", allowed.join(", ")),
+                );
+                Some(algorithm)
+            }
+            None => {
+                let named = header
+                    .alg
+                    .map_or("an algorithm this crate never accepts".to_owned(), |a| {
+                        a.to_string()
+                    });
+                self.fail(
+                    "alg",
+                    format!("{named}; allowed: {}", allowed.join(", ")),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// The user `iss` names, its key's window, and the signature.
+    fn key_checks(
+        &mut self,
+        issuer: Option<String>,
+        algorithm: Option<Algorithm>,
+        signing_input: &[u8],
+        signature: Option<Vec<u8>>,
+    ) {
+        let Some(issuer) = issuer else {
+            for check in ["user", "key validity", "signature"] {
+                self.skip(check, "the token names no issuer");
+            }
+            return;
+        };
+        let Some(user) = self.registry.get(&issuer) else {
+            let mut known: Vec<&str> = self.registry.users().map(|u| &*u.identity.id).collect();
+            known.sort_unstable();
+            let lowercase = issuer.to_lowercase();
+            let hint = if issuer != lowercase && known.contains(&lowercase.as_str()) {
+                format!(
+                    " (the configured id is {lowercase:?}: ids in the list and map forms are lowercased, as ZITADEL does)"
+                )
+            } else {
+                String::new()
+            };
+            self.fail(
+                "user",
+                format!(
+                    "{issuer:?} is not a configured system user{hint}; configured: {}",
+                    known.join(", ")
+                ),
+                None,
+            );
+            for check in ["key validity", "signature"] {
+                self.skip(check, "no configured user");
+            }
+            return;
+        };
+        let key = &user.key;
+        let zitadel = (!key.format().zitadel_reads_it()).then(|| {
+            "ZITADEL cannot read this user's key (PKCS#1) and refuses every token of this user"
+                .to_owned()
+        });
+        self.push(
+            "user",
+            Outcome::Passed,
+            format!(
+                "{issuer:?}, key {} ({}, {} bits)",
+                key.fingerprint_hex(),
+                key.format(),
+                key.bits()
+            ),
+            zitadel,
+        );
+        match key.validity() {
+            None => self.pass("key validity", "a bare key, no validity window".to_owned()),
+            Some(validity) => {
+                let window = format!(
+                    "certificate valid from {} to {}",
+                    time(validity.not_before),
+                    time(validity.not_after)
+                );
+                match check_validity(self.now, Some(validity)) {
+                    Ok(()) => self.pass("key validity", window),
+                    Err(error) => self.fail(
+                        "key validity",
+                        format!("{error} (precisely: {}): {window}", error.reason()),
+                        None,
+                    ),
+                }
+            }
+        }
+        match (algorithm, signature) {
+            (Some(algorithm), Some(signature)) => {
+                if key.verify(algorithm, signing_input, &signature) {
+                    self.pass(
+                        "signature",
+                        format!("verifies with the user's key ({algorithm})"),
+                    );
+                } else {
+                    self.fail(
+                        "signature",
+                        format!("does not verify with the user's key ({algorithm}); the token was signed by another key, or changed after signing"),
+                        None,
+                    );
+                }
+            }
+            (None, _) => self.skip("signature", "no allowed algorithm"),
+            (_, None) => self.skip("signature", "the signature could not be decoded"),
+        }
+    }
+}
+
+const NANOS: i128 = 1_000_000_000;
+
+/// JSON shown on one line, as it reads.
+fn shown_json(json: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(json) {
+        Ok(value) => value.to_string(),
+        Err(_) => format!("({} bytes that are not one JSON value)", json.len()),
+    }
+}
+
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing".to_owned(),
+        value => value.to_string(),
+    }
+}
+
+/// ZITADEL's note on a time claim written as RFC 3339 text.
+fn string_time(value: &Value) -> Option<String> {
+    value
+        .is_string()
+        .then(|| "ZITADEL accepts a time claim written as RFC 3339 text".to_owned())
+}
+
+/// The note on base64 that a lenient decoder reads: what go-jose does.
+fn noncanonical(encoded: &[u8]) -> Option<String> {
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let compact: Vec<u8> = encoded
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    lenient.decode(compact).is_ok().then(|| {
+        "go-jose (under ZITADEL) decodes this part (it strips white space and accepts non-canonical final characters)".to_owned()
+    })
+}
+
+/// Seconds since the epoch in RFC 3339.
+fn time(seconds: u64) -> String {
+    spki::der::DateTime::from_unix_duration(Duration::from_secs(seconds))
+        .map_or_else(|_| format!("{seconds} s after 1970"), |t| t.to_string())
+}
+
+/// `seconds` relative to the clock reading `now`.
+fn relative(seconds: u64, now: i128) -> String {
+    let difference = i128::from(seconds) - now.div_euclid(NANOS);
+    match difference {
+        0 => "now".to_owned(),
+        d if d > 0 => format!("in {}", span_secs(d)),
+        d => format!("{} ago", span_secs(-d)),
+    }
+}
+
+fn span(duration: Duration) -> String {
+    span_secs(duration.as_secs() as i128)
+}
+
+/// A duration in the two largest units: `3 min 12 s`, `1 h 4 min`, `2 d 3 h`.
+fn span_secs(seconds: i128) -> String {
+    let units = [(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
+    let mut rest = seconds.max(0);
+    let mut parts = Vec::new();
+    for (size, name) in units {
+        if rest >= size && parts.len() < 2 {
+            parts.push(format!("{} {name}", rest / size));
+            rest %= size;
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    if parts.is_empty() {
+        "0 s".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for check in &self.checks {
+            let outcome = match check.outcome {
+                Outcome::Passed => "PASS",
+                Outcome::Failed => "FAIL",
+                Outcome::Skipped => "SKIP",
+            };
+            writeln!(f, "{outcome}  {:<18} {}", check.check, check.detail)?;
+            if let Some(zitadel) = &check.zitadel {
+                writeln!(f, "      {:<18} ZITADEL: {zitadel}", "")?;
+            }
+        }
+        match &self.verdict {
+            Ok(user) => write!(f, "verdict: accepted, system user {user:?}"),
+            Err(error) => write!(f, "verdict: refused ({}): {error}", error.reason()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_in_two_units() {
+        assert_eq!(span_secs(0), "0 s");
+        assert_eq!(span_secs(192), "3 min 12 s");
+        assert_eq!(span_secs(3840), "1 h 4 min");
+        assert_eq!(span_secs(3600), "1 h");
+        assert_eq!(span_secs(183_600), "2 d 3 h");
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(1_659_957_184), "2022-08-08T11:13:04Z");
+    }
+}
