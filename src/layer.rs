@@ -45,7 +45,7 @@
 //!
 //! The layer reads exactly one `Authorization: Bearer <token>` header (the scheme in
 //! any case, then one or more spaces), verifies the token with
-//! [`SystemAuth::verify`], and on success puts a [`SystemUser`] into the request's
+//! [`SystemAuth::verify`], and on success puts a [`SystemUser`](crate::SystemUser) into the request's
 //! extensions, with the request's instance (an [`InstanceId`](crate::InstanceId)
 //! extension, else the builder's) and organisation (the `x-zitadel-orgid` header)
 //! for membership checks. A refusal never reaches the inner service: it is answered
@@ -54,7 +54,7 @@
 //! `Either<its body, axum::body::Body>`, the refusal being the right arm.
 //!
 //! tower-http's own authorization middleware take [`SystemAuth`] as it is, with the
-//! same verdicts, answers and [`SystemUser`]:
+//! same verdicts, answers and [`SystemUser`](crate::SystemUser):
 //!
 //! ```
 //! use axum::{Router, routing::get};

@@ -53,13 +53,24 @@
 //! # }
 //! ```
 //!
-//! The modules hold one piece each: [`config`] reads ZITADEL's configuration,
-//! [`key`] the keys, [`verify`] has the checks in ZITADEL's order, [`layer`] and
-//! [`role`] the middleware, [`user`] the extractor, [`error`] the refusals and
-//! their HTTP answers, [`reload`] the file watching and the registry's status, and
-//! [`metrics`] what is counted (feature `metrics`). The key registry (an immutable
-//! snapshot behind arc-swap) and the verified-token cache it owns are internal.
-//! The feature `testing` adds the `testing` module: keys, configs and tokens for tests.
+//! The modules hold one piece each and read bottom-up (no module imports one above
+//! it):
+//!
+//! - [`algorithm`](crate::Algorithm), `jose` (token bytes to a header and claims,
+//!   strictly), [`key`] (public keys and the RSA operation), `cache` (verified
+//!   tokens), `registry` (one generation of users, keys and audiences);
+//! - [`verify`]: the checks, in ZITADEL's order; [`explain`]: the same checks one
+//!   by one, for people;
+//! - [`config`]: ZITADEL's configuration as ZITADEL reads it; [`reload`]: loading,
+//!   reloading, watching files, and the status;
+//! - `builder` ([`SystemAuthBuilder`]) and `auth` ([`SystemAuth`], the handle);
+//! - `request` (reading and deciding a request), [`response`] (the answers to
+//!   refusals), [`layer`] and [`role`] (the middleware), [`user`] (the extractor);
+//! - [`error`]: every error; [`metrics`]: what is counted (feature `metrics`);
+//!   [`mint`]: signing a token, like ZITADEL's `key2jwt`.
+//!
+//! The feature `testing` adds the `testing` module: keys, configs and tokens for
+//! tests. The feature `cli` builds the `zitadel-system-auth` command.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -1,7 +1,7 @@
 //! The checks on a token, in ZITADEL's order, cheap ones first.
 //!
 //! 1. Three dot-separated parts of canonical unpadded base64url; the header and
-//!    the payload are JSON objects read strictly (see [`jose`](crate::jose)), and the
+//!    the payload are JSON objects read strictly (see the `jose` module), and the
 //!    signature part decodes.
 //! 2. `aud` (a string or an array of strings) contains an expected audience, compared
 //!    exactly.
