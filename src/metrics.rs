@@ -13,6 +13,8 @@
 //! Every label value is one of the fixed words above: none comes from a token.
 //! Install the recorder before building [`SystemAuth`](crate::SystemAuth): handles are
 //! taken once, at build.
+//!
+//! Holds the counters only: what to count is decided by the modules that count.
 
 #[cfg(feature = "metrics")]
 mod enabled {

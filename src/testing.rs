@@ -15,6 +15,7 @@
 //!
 //! Tokens are signed with `jsonwebtoken` (an encoder independent of this crate's
 //! verifier), or, for hand-made headers and payloads, with aws-lc-rs directly.
+//! Holds test helpers only; nothing in the crate uses them.
 
 use std::{
     io,

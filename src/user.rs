@@ -53,6 +53,9 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Holds who the caller is and the membership rules; how a request is decided is
+//! `request`'s, and the configuration's memberships are read by `config`.
 
 use std::{
     fmt,

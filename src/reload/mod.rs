@@ -39,6 +39,9 @@
 //! its watches made anew and everything read again at the next check.
 //! [`SystemAuth::status`](crate::SystemAuth::status) shows the state; it never
 //! waits for a reload in progress.
+//!
+//! Holds loading, reloading, watching and the status; what a file means is
+//! `config`'s and `key`'s, what a generation holds is `registry`'s.
 
 mod state;
 mod watch;
