@@ -1,5 +1,6 @@
 //! The reload thread's state: which folders are watched, by events or polled, the
 //! burst of events in progress, and when the next check is due.
+//!
 //! Holds the watching only: what a reload does is `state`'s.
 
 use std::{
