@@ -80,3 +80,79 @@ fn takes_separate_value(command: &Command, option: &str) -> bool {
     !option.contains('=')
         && long_option(command, option).is_some_and(|arg| arg.get_action().takes_values())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command() -> Command {
+        Command::new("tool")
+            .arg(
+                clap::Arg::new("verbose")
+                    .long("verbose")
+                    .action(clap::ArgAction::SetTrue),
+            )
+            .subcommand(
+                Command::new("mint")
+                    .arg(clap::Arg::new("audience").long("audience"))
+                    .arg(clap::Arg::new("key").long("key"))
+                    .arg(clap::Arg::new("token").allow_hyphen_values(true)),
+            )
+    }
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        go_style(args.iter().map(OsString::from), &command())
+            .into_iter()
+            .map(|arg| arg.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn go_style_options_get_a_second_dash() {
+        assert_eq!(
+            rewritten(&[
+                "tool",
+                "-verbose",
+                "mint",
+                "-audience=https://x",
+                "-key",
+                "k.pem"
+            ]),
+            [
+                "tool",
+                "--verbose",
+                "mint",
+                "--audience=https://x",
+                "--key",
+                "k.pem"
+            ]
+        );
+        // Values, short flags, unknown names, and everything after `--` stay.
+        assert_eq!(
+            rewritten(&[
+                "tool",
+                "mint",
+                "--audience",
+                "-key",
+                "-h",
+                "-x",
+                "--",
+                "-key"
+            ]),
+            [
+                "tool",
+                "mint",
+                "--audience",
+                "-key",
+                "-h",
+                "-x",
+                "--",
+                "-key"
+            ]
+        );
+        // The help option clap adds is found too; a subcommand's options only apply
+        // after it.
+        assert_eq!(rewritten(&["tool", "-help"]), ["tool", "--help"]);
+        assert_eq!(rewritten(&["tool", "-audience=x"]), ["tool", "-audience=x"]);
+    }
+}

@@ -215,3 +215,39 @@ impl Pasted {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Pasted;
+
+    #[test]
+    fn pasted_forms() {
+        let read = |input: &str| {
+            let pasted = Pasted::read(input);
+            (pasted.token, pasted.scheme)
+        };
+        let bearer = Some("Bearer".to_owned());
+        assert_eq!(read(" a.b.c\n"), ("a.b.c".to_owned(), None));
+        assert_eq!(read("Bearer a.b.c"), ("a.b.c".to_owned(), bearer.clone()));
+        assert_eq!(
+            read("Authorization: Bearer  a.b.c"),
+            ("a.b.c".to_owned(), bearer.clone())
+        );
+        assert_eq!(
+            read("-H 'Authorization: Bearer a.b.c'"),
+            ("a.b.c".to_owned(), bearer.clone())
+        );
+        assert_eq!(
+            read("--header=\"authorization:Bearer\ta.b.c\""),
+            ("a.b.c".to_owned(), bearer)
+        );
+        assert_eq!(
+            read("bearer a.b.c"),
+            ("a.b.c".to_owned(), Some("bearer".to_owned()))
+        );
+        // Not a scheme: the whole text is the token.
+        assert_eq!(read("Bearera.b.c"), ("Bearera.b.c".to_owned(), None));
+        assert_eq!(read("Basic a.b.c"), ("Basic a.b.c".to_owned(), None));
+        assert_eq!(read("-H"), ("-H".to_owned(), None));
+    }
+}

@@ -54,3 +54,20 @@ pub fn thousands(value: f64) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_times_and_spans() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(44_210.4), "44,210");
+        assert_eq!(thousands(15_187_026.0), "15,187,026");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(span(0), "0 s");
+        assert_eq!(span(192), "3 min 12 s");
+        assert_eq!(span(20 * 86_400 - 5), "19 d 23 h");
+    }
+}
