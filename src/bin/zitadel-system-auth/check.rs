@@ -397,10 +397,14 @@ fn key_warnings(user: &User, now: u64) -> Vec<String> {
             .path
             .as_ref()
             .map_or("key.pub".to_owned(), |p| p.display().to_string());
+        let output = match input.strip_suffix(".pub") {
+            Some(stem) => format!("{stem}.pkix.pub"),
+            None => format!("{input}.pkix"),
+        };
         warnings.push(format!(
             "system user `{}`, {origin}: the key is PKCS#1, which this crate reads but \
-             ZITADEL cannot; convert it with `openssl rsa -RSAPublicKey_in -in {input} -pubout -out {input}.pkix` \
-             and configure the result",
+             ZITADEL cannot; convert it with `openssl rsa -RSAPublicKey_in -in {input} -pubout \
+             -out {output}` and configure the result",
             user.id
         ));
     }
