@@ -2,15 +2,21 @@
 //!
 //! ```text
 //! cargo run -q --example key2jwt -- --audience https://custom-domain.com \
-//!     --key system-user-1.pem --issuer system-user-1 [--lifetime 3600]
+//!     --key system-user-1.pem --issuer system-user-1 [--lifetime 3600] \
+//!     [--algorithm RS256|PS256] [--output PATH]
 //! ```
 //!
+//! The flags are also read the way ZITADEL's tools are invoked, with Go's single
+//! dash: `-audience=https://custom-domain.com -key=system-user-1.pem
+//! -issuer=system-user-1`.
+//!
 //! Prints the token and a newline on stdout, nothing else, so it can be captured:
-//! `TOKEN=$(cargo run -q --example key2jwt -- ...)`. The token has the header
-//! `{"alg":"RS256","typ":"JWT"}` and the claims `iss` and `sub` (the issuer),
-//! `aud` (the audience), `iat` (now) and `exp` (now plus the lifetime, in seconds),
-//! signed with the private key: PEM as `openssl genrsa -out system-user-1.pem 2048`
-//! writes it, PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`).
+//! `TOKEN=$(cargo run -q --example key2jwt -- ...)`; `--output PATH` writes them to a
+//! file instead. The token has the header `{"alg":"RS256","typ":"JWT"}` and the
+//! claims `iss` and `sub` (the issuer), `aud` (the audience), `iat` (now) and `exp`
+//! (now plus the lifetime, in seconds), signed with the private key: PEM as
+//! `openssl genrsa -out system-user-1.pem 2048` writes it, PKCS#1
+//! (`RSA PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`).
 //!
 //! The audience must be exactly the service's external URL (`BuildHTTP` of
 //! `ExternalDomain`, `ExternalPort`, `ExternalSecure`): `https://custom-domain.com`,
@@ -18,60 +24,28 @@
 //!
 //! A key that cannot sign (a public key, an encrypted or non-RSA key, a damaged
 //! file) is reported on stderr, without any of its content, with a non-zero exit
-//! status.
+//! status. This is the `mint` subcommand of the `zitadel-system-auth` command
+//! (feature `cli`), whose code it shares, on the library's `mint` module.
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 
-#[path = "support/token.rs"]
-mod token;
+#[path = "../src/bin/zitadel-system-auth/args.rs"]
+mod args;
+#[path = "../src/bin/zitadel-system-auth/mint.rs"]
+mod mint;
 
-/// Mint a ZITADEL system user token (an RS256 JWT signed with the user's key).
+/// Mint a ZITADEL system user token (a JWT signed with the user's RSA key), as
+/// ZITADEL's key2jwt does.
 #[derive(Parser)]
-struct Args {
-    /// The audience: the service's external URL, e.g. https://custom-domain.com.
-    #[arg(long, value_name = "URL")]
-    audience: String,
-    /// The system user's RSA private key (PEM, PKCS#1 or PKCS#8).
-    #[arg(long, value_name = "PEM")]
-    key: PathBuf,
-    /// The system user id (the token's iss and sub).
-    #[arg(long, value_name = "ID")]
-    issuer: String,
-    /// How long the token is valid, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
-    lifetime: u64,
+#[command(name = "key2jwt")]
+struct Cli {
+    #[command(flatten)]
+    mint: mint::MintArgs,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let pem = match std::fs::read(&args.key) {
-        Ok(pem) => pem,
-        Err(error) => {
-            eprintln!("error: cannot read {}: {error}", args.key.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    match token::mint(&pem, &args.issuer, &args.audience, args.lifetime) {
-        Ok(token) => {
-            if args.lifetime > 3600 {
-                eprintln!(
-                    "note: ZITADEL refuses tokens issued more than 1 hour ago, \
-                     so this token works for 1 hour at most"
-                );
-            }
-            match writeln!(std::io::stdout(), "{token}") {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("error: cannot write the token: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Err(error) => {
-            eprintln!("error: {}: {error}", args.key.display());
-            ExitCode::FAILURE
-        }
-    }
+    let argv = args::go_style(std::env::args_os(), &Cli::command());
+    ExitCode::from(mint::run(&Cli::parse_from(argv).mint))
 }

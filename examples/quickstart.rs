@@ -36,14 +36,15 @@ use aws_lc_rs::{
     signature::KeyPair as _,
 };
 use clap::Parser;
-use zitadel_system_auth::SystemAuth;
+use zitadel_system_auth::{
+    SystemAuth,
+    mint::{Mint, mint},
+};
 
 #[path = "support/app.rs"]
 mod app;
 #[path = "support/http.rs"]
 mod http;
-#[path = "support/token.rs"]
-mod token;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -120,7 +121,11 @@ async fn run(once: bool) -> Result<bool, BoxError> {
     println!("4. POST {SEARCH} without a token:");
     show(&without);
 
-    let token = token::mint(private_pem.as_bytes(), USER, &audience, 3600)?;
+    let token = mint(
+        private_pem.as_bytes(),
+        &Mint::new(USER, &audience),
+        std::time::SystemTime::now(),
+    )?;
     let bearer = format!("Bearer {token}");
     let with = http::request(addr, "POST", SEARCH, &[("Authorization", &bearer), json]).await?;
     println!();

@@ -55,7 +55,9 @@ pub struct Explanation {
 pub struct Check {
     /// Which check (`length`, `parts`, `header`, `payload`, `signature encoding`,
     /// `aud`, `exp`, `iat`, `nbf`, `iss = sub`, `crit`, `typ`, `alg`, `user`,
-    /// `key validity`, `signature`).
+    /// `key validity`, `signature`; `claims` for the claim checks skipped at once
+    /// when the token has no three parts; a caller that read the token from an
+    /// `Authorization` value may put a `scheme` check first).
     pub check: &'static str,
     /// How it went.
     pub outcome: Outcome,
@@ -215,21 +217,27 @@ impl Explainer<'_> {
             }
         }
         let algorithm = match &header {
-            Some(header) => self.header_checks(header),
+            Some((header, raw)) => self
+                .header_checks(header, raw)
+                .ok_or("no allowed algorithm"),
             None => {
                 for check in ["crit", "typ", "alg"] {
                     self.skip(check, "the header could not be read");
                 }
-                None
+                Err("the header could not be read")
             }
         };
-        let issuer = payload.as_ref().and_then(|(_, issuer)| issuer.clone());
+        let issuer = match &payload {
+            Some((_, Some(issuer))) => Ok(issuer.clone()),
+            Some((_, None)) => Err("the token names no issuer (iss is not a string)"),
+            None => Err("the payload could not be read"),
+        };
         self.key_checks(issuer, algorithm, parts.signing_input, signature);
         self.checks
     }
 
-    /// The header's JSON, read strictly.
-    fn header(&mut self, encoded: &[u8]) -> Option<Header> {
+    /// The header's JSON, read strictly, and as a JSON value.
+    fn header(&mut self, encoded: &[u8]) -> Option<(Header, Value)> {
         let json = match URL_SAFE_NO_PAD.decode(encoded) {
             Ok(json) => json,
             Err(_) => {
@@ -241,23 +249,31 @@ impl Explainer<'_> {
         match Header::parse(&json) {
             Ok(header) => {
                 self.pass("header", shown_json(&json));
-                Some(header)
+                let raw = serde_json::from_slice(&json).unwrap_or(Value::Null);
+                Some((header, raw))
+            }
+            Err(AuthError::RefusedHeaderMember) => {
+                let (members, zitadel) = refused_header_members(&json);
+                self.fail(
+                    "header",
+                    format!(
+                        "{} ({members}): {}",
+                        AuthError::RefusedHeaderMember,
+                        shown_json(&json)
+                    ),
+                    zitadel,
+                );
+                None
             }
             Err(error) => {
                 let zitadel = match &error {
-                    AuthError::RefusedHeaderMember => Some(
-                        "go-jose (under ZITADEL) reads these members (a bad jwk or x5c refuses the token, b64 false changes what is signed)",
-                    ),
                     AuthError::Malformed(Malformed::NestingTooDeep) => {
-                        Some("Go reads JSON up to 10,000 levels deep")
+                        Some("Go reads JSON up to 10,000 levels deep".to_owned())
                     }
+                    AuthError::Malformed(Malformed::HeaderJson) => not_unicode(&json),
                     _ => None,
                 };
-                self.fail(
-                    "header",
-                    format!("{error}: {}", shown_json(&json)),
-                    zitadel.map(str::to_owned),
-                );
+                self.fail("header", format!("{error}: {}", shown_json(&json)), zitadel);
                 None
             }
         }
@@ -289,10 +305,14 @@ impl Explainer<'_> {
                     }
                     _ => None,
                 };
+                let zitadel = zitadel.map(str::to_owned).or_else(|| match &error {
+                    AuthError::Malformed(Malformed::PayloadJson) => not_unicode(&json),
+                    _ => None,
+                });
                 self.fail(
                     "payload",
                     format!("{error}: {}", shown_json(&json)),
-                    zitadel.map(str::to_owned),
+                    zitadel,
                 );
                 None
             }
@@ -360,27 +380,44 @@ impl Explainer<'_> {
                     );
                 }
             }
-            Err(error) => self.fail(
-                "aud",
-                format!("{error}; the token has {}", shown(&raw["aud"])),
-                None,
-            ),
+            Err(error) => {
+                let zitadel = match &raw["aud"] {
+                    Value::Number(_) => {
+                        Some("ZITADEL drops a numeric aud, then refuses the token for its audience")
+                    }
+                    Value::Array(items) if items.iter().any(|item| !item.is_string()) => {
+                        Some("ZITADEL's claim decoder panics on a non-string in an aud array")
+                    }
+                    _ => None,
+                };
+                self.fail(
+                    "aud",
+                    format!("{error}; the token has {}", shown(&raw["aud"])),
+                    zitadel.map(str::to_owned),
+                )
+            }
         }
 
         // exp
         match claims.exp() {
             Ok(Some(exp)) => match verifier.check_expiry(now, exp) {
-                Ok(()) => self.pass("exp", format!("{}, {}", time(exp), relative(exp, now))),
-                Err(error) => self.fail(
+                Ok(()) => self.pass(
                     "exp",
-                    format!(
-                        "{error}: {}, {} (the clock offset is {})",
-                        time(exp),
-                        relative(exp, now),
-                        span(verifier.clock_offset)
-                    ),
-                    None,
+                    format!("expires at {}, {}", time(exp), relative(exp, now)),
                 ),
+                Err(error) => {
+                    let offset = span(verifier.clock_offset);
+                    let when = if i128::from(exp) * NANOS <= now {
+                        format!("expired at {}, {}", time(exp), relative(exp, now))
+                    } else {
+                        format!(
+                            "expires at {}, {}, within the clock offset of {offset}",
+                            time(exp),
+                            relative(exp, now)
+                        )
+                    };
+                    self.fail("exp", format!("{error}: {when}"), None)
+                }
             },
             Ok(None) => self.fail(
                 "exp",
@@ -397,14 +434,17 @@ impl Explainer<'_> {
         // iat
         match claims.iat() {
             Ok(Some(iat)) if iat > 0 => match verifier.check_issued_at(now, iat) {
-                Ok(()) => self.pass("iat", format!("{}, {}", time(iat), relative(iat, now))),
+                Ok(()) => self.pass(
+                    "iat",
+                    format!("issued at {}, {}", time(iat), relative(iat, now)),
+                ),
                 Err(error @ AuthError::IssuedTooLongAgo) => {
                     let age = now / NANOS - i128::from(iat);
                     let over = age - verifier.max_token_age.as_secs() as i128;
                     self.fail(
                         "iat",
                         format!(
-                            "{error}: {}, issued {} ago, {} over the maximum age of {}",
+                            "{error}: issued at {}, {} ago, {} over the maximum age of {}",
                             time(iat),
                             span_secs(age),
                             span_secs(over),
@@ -415,7 +455,12 @@ impl Explainer<'_> {
                 }
                 Err(error) => self.fail(
                     "iat",
-                    format!("{error}: {}, {}", time(iat), relative(iat, now)),
+                    format!(
+                        "{error}: issued at {}, {} (the clock offset is {})",
+                        time(iat),
+                        relative(iat, now),
+                        span(verifier.clock_offset)
+                    ),
                     None,
                 ),
             },
@@ -439,10 +484,18 @@ impl Explainer<'_> {
         match claims.nbf() {
             Ok(None) => {}
             Ok(Some(nbf)) => match verifier.check_not_before(now, Some(nbf)) {
-                Ok(()) => self.pass("nbf", format!("{}, {}", time(nbf), relative(nbf, now))),
+                Ok(()) => self.pass(
+                    "nbf",
+                    format!("not before {}, {}", time(nbf), relative(nbf, now)),
+                ),
                 Err(error) => self.fail(
                     "nbf",
-                    format!("{error}: {}, {}", time(nbf), relative(nbf, now)),
+                    format!(
+                        "{error}: not before {}, {} (the clock offset is {})",
+                        time(nbf),
+                        relative(nbf, now),
+                        span(verifier.clock_offset)
+                    ),
                     ignores,
                 ),
             },
@@ -466,12 +519,19 @@ impl Explainer<'_> {
     }
 
     /// `crit`, `typ`, `alg`; the algorithm when it is allowed.
-    fn header_checks(&mut self, header: &Header) -> Option<Algorithm> {
+    fn header_checks(&mut self, header: &Header, raw: &Value) -> Option<Algorithm> {
         if header.crit {
+            // go-jose takes a `crit` that lists only `b64` (and no `b64` member is
+            // here: it refused the header before).
+            let only_b64 = raw["crit"]
+                .as_array()
+                .is_some_and(|names| !names.is_empty() && names.iter().all(|n| n == "b64"));
             self.fail(
                 "crit",
-                AuthError::CriticalHeader.to_string(),
-                Some("ZITADEL accepts a crit that lists only b64".to_owned()),
+                format!("{}: {}", AuthError::CriticalHeader, shown(&raw["crit"])),
+                only_b64.then(|| {
+                    "go-jose (under ZITADEL) accepts a crit that lists only b64".to_owned()
+                }),
             );
         } else {
             self.pass("crit", "absent".to_owned());
@@ -520,16 +580,19 @@ impl Explainer<'_> {
     /// The user `iss` names, its key's window, and the signature.
     fn key_checks(
         &mut self,
-        issuer: Option<String>,
-        algorithm: Option<Algorithm>,
+        issuer: Result<String, &'static str>,
+        algorithm: Result<Algorithm, &'static str>,
         signing_input: &[u8],
         signature: Option<Vec<u8>>,
     ) {
-        let Some(issuer) = issuer else {
-            for check in ["user", "key validity", "signature"] {
-                self.skip(check, "the token names no issuer");
+        let issuer = match issuer {
+            Ok(issuer) => issuer,
+            Err(why) => {
+                for check in ["user", "key validity", "signature"] {
+                    self.skip(check, why);
+                }
+                return;
             }
-            return;
         };
         let Some(user) = self.registry.get(&issuer) else {
             let mut known: Vec<&str> = self.registry.users().map(|u| &*u.identity.id).collect();
@@ -590,21 +653,27 @@ impl Explainer<'_> {
             }
         }
         match (algorithm, signature) {
-            (Some(algorithm), Some(signature)) => {
+            (Ok(algorithm), Some(signature)) => {
                 if key.verify(algorithm, signing_input, &signature) {
                     self.pass(
                         "signature",
                         format!("verifies with the user's key ({algorithm})"),
                     );
                 } else {
+                    let zitadel = (algorithm == Algorithm::PS256).then(|| {
+                        "refuses it too, unless this key signed it with a PSS salt other than \
+                         32 bytes: Go (under ZITADEL) accepts any salt length, this crate only \
+                         the hash's length (RFC 7518)"
+                            .to_owned()
+                    });
                     self.fail(
                         "signature",
                         format!("does not verify with the user's key ({algorithm}); the token was signed by another key, or changed after signing"),
-                        None,
+                        zitadel,
                     );
                 }
             }
-            (None, _) => self.skip("signature", "no allowed algorithm"),
+            (Err(why), _) => self.skip("signature", why),
             (_, None) => self.skip("signature", "the signature could not be decoded"),
         }
     }
@@ -625,6 +694,59 @@ fn shown(value: &Value) -> String {
         Value::Null => "nothing".to_owned(),
         value => value.to_string(),
     }
+}
+
+/// Which refused members the header has, and what go-jose (under ZITADEL) does
+/// with them.
+fn refused_header_members(json: &[u8]) -> (String, Option<String>) {
+    const KEY_MEMBERS: [&str; 6] = ["jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256"];
+    let Ok(Value::Object(members)) = serde_json::from_slice::<Value>(json) else {
+        return ("a member this crate refuses".to_owned(), None);
+    };
+    let mut found = Vec::new();
+    let mut notes = Vec::new();
+    let keys: Vec<&str> = KEY_MEMBERS
+        .iter()
+        .copied()
+        .filter(|name| members.contains_key(*name))
+        .collect();
+    if !keys.is_empty() {
+        found.push(format!("{} carries or points at a key", keys.join(", ")));
+        notes.push(
+            "go-jose (under ZITADEL) checks a jwk or x5c (a bad one refuses the token) and \
+             ignores jku, x5u, x5t and x5t#S256; the key always comes from the configuration",
+        );
+    }
+    if members.contains_key("b64") {
+        found.push("b64 changes what is signed (RFC 7797)".to_owned());
+        notes.push("go-jose (under ZITADEL) honours \"b64\": false even without crit");
+    }
+    for name in ["kid", "cty", "nonce"] {
+        if members.get(name).is_some_and(|value| !value.is_string()) {
+            found.push(format!("{name} is not a string"));
+            if name == "cty" {
+                notes.push("go-jose (under ZITADEL) ignores cty");
+            }
+        }
+    }
+    let found = if found.is_empty() {
+        "a member this crate refuses".to_owned()
+    } else {
+        found.join("; ")
+    };
+    let notes = (!notes.is_empty()).then(|| notes.join("; "));
+    (found, notes)
+}
+
+/// The note on JSON that is not Unicode text, which Go reads all the same.
+fn not_unicode(json: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(json).ok();
+    let lone_surrogate = text.is_some_and(|text| {
+        text.to_ascii_lowercase().contains("\\ud") && serde_json::from_str::<Value>(text).is_err()
+    });
+    (text.is_none() || lone_surrogate).then(|| {
+        "Go's decoder (under ZITADEL) reads invalid UTF-8 and lone surrogates as U+FFFD".to_owned()
+    })
 }
 
 /// ZITADEL's note on a time claim written as RFC 3339 text.

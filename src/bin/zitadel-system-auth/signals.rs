@@ -44,7 +44,11 @@ pub fn reload_on_hangup(auth: SystemAuth) -> io::Result<()> {
                     Ok(Ok(report)) => eprintln!(
                         "SIGHUP: reloaded, generation {}{}",
                         report.generation,
-                        if report.changed { "" } else { " (nothing changed)" }
+                        if report.changed {
+                            ""
+                        } else {
+                            " (nothing changed)"
+                        }
                     ),
                     Ok(Err(error)) => {
                         eprintln!("SIGHUP: reload failed, keeping the last good keys: {error}")

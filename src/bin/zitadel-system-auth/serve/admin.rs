@@ -31,7 +31,11 @@ async fn readyz(State(sidecar): State<Sidecar>) -> impl IntoResponse {
     } else {
         (
             StatusCode::OK,
-            format!("ready: generation {}, {} users\n", status.generation, status.users.len()),
+            format!(
+                "ready: generation {}, {} users\n",
+                status.generation,
+                status.users.len()
+            ),
         )
     }
 }

@@ -10,8 +10,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Request, Response, StatusCode},
 };
 use envoy_types::ext_authz::v3::{
-    CheckRequestExt as _, CheckResponseExt as _, DeniedHttpResponseBuilder,
-    OkHttpResponseBuilder,
+    CheckRequestExt as _, CheckResponseExt as _, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
     pb::{
         Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
         HttpStatusCode,
@@ -24,10 +23,7 @@ use super::{OWN_PREFIX, ROLES_HEADER, Sidecar, USER_HEADER};
 /// The gRPC route of the Check method's service.
 pub fn router(sidecar: Sidecar) -> Router {
     let service = AuthorizationServer::new(Check { sidecar });
-    Router::new().route_service(
-        "/envoy.service.auth.v3.Authorization/{*method}",
-        service,
-    )
+    Router::new().route_service("/envoy.service.auth.v3.Authorization/{*method}", service)
 }
 
 struct Check {
@@ -73,13 +69,18 @@ impl Authorization for Check {
                 }
                 let overwrite = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
                 let text = |value: &HeaderValue| value.to_str().unwrap_or_default().to_owned();
-                ok.add_header(USER_HEADER.as_str(), text(&caller.user_id), overwrite, false);
+                ok.add_header(
+                    USER_HEADER.as_str(),
+                    text(&caller.user_id),
+                    overwrite,
+                    false,
+                );
                 ok.add_header(ROLES_HEADER.as_str(), text(&caller.roles), overwrite, true);
                 let mut response = CheckResponse::with_status(tonic::Status::ok("allowed"));
                 response.set_http_response(ok);
                 response
             }
-            Err(refusal) => denied(refusal).await,
+            Err(refusal) => denied(*refusal).await,
         };
         Ok(tonic::Response::new(response))
     }

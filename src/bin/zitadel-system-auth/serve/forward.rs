@@ -14,9 +14,7 @@ use axum::{
 use super::{ROLES_HEADER, Sidecar, USER_HEADER, forward_auth_status};
 
 pub fn router(sidecar: Sidecar) -> Router {
-    Router::new()
-        .route("/auth", any(auth))
-        .with_state(sidecar)
+    Router::new().route("/auth", any(auth)).with_state(sidecar)
 }
 
 async fn auth(State(sidecar): State<Sidecar>, mut request: Request) -> Response<Body> {
@@ -30,7 +28,7 @@ async fn auth(State(sidecar): State<Sidecar>, mut request: Request) -> Response<
             headers.insert(ROLES_HEADER, caller.roles);
             response
         }
-        Err(refusal) => forward_auth_status(refusal),
+        Err(refusal) => forward_auth_status(*refusal),
     }
 }
 

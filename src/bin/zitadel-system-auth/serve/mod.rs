@@ -69,6 +69,13 @@ pub struct Sidecar {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
+/// A refusal, as the crate answers it (boxed: it is the rare path).
+pub type Refused = Box<Response<Body>>;
+
+fn refused(error: AuthError) -> Refused {
+    Box::new(error.into_response())
+}
+
 /// Who an accepted request is: the values of the two headers.
 pub struct Caller {
     pub user_id: HeaderValue,
@@ -83,15 +90,14 @@ impl Sidecar {
         &self,
         request: &mut Request<B>,
         extra_roles: &[String],
-    ) -> Result<Caller, Response<Body>> {
+    ) -> Result<Caller, Refused> {
         let mut auth = self.auth.clone();
-        auth.validate(request)?;
+        auth.validate(request).map_err(Box::new)?;
         let Some(user) = request.extensions().get::<SystemUser>() else {
-            return Err(AuthError::MissingToken.into_response());
+            return Err(refused(AuthError::MissingToken));
         };
         for role in self.required.iter().chain(extra_roles) {
-            user.require_role(role)
-                .map_err(IntoResponse::into_response)?;
+            user.require_role(role).map_err(refused)?;
         }
         let mut roles: Vec<&str> = Vec::new();
         for role in user.applicable_memberships().flat_map(|m| &m.roles) {
@@ -99,9 +105,8 @@ impl Sidecar {
                 roles.push(role);
             }
         }
-        let value = |text: &str| {
-            HeaderValue::from_str(text).map_err(|_| AuthError::Internal.into_response())
-        };
+        let value =
+            |text: &str| HeaderValue::from_str(text).map_err(|_| refused(AuthError::Internal));
         Ok(Caller {
             user_id: value(user.user_id())?,
             roles: value(&roles.join(","))?,
@@ -121,8 +126,40 @@ pub fn strip_own_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// Runs the sidecar on a multi-threaded runtime; the exit status.
+pub fn main(args: ServeArgs) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return crate::args::EXIT_REFUSED;
+        }
+    };
+    tracing_init();
+    match runtime.block_on(run(args)) {
+        Ok(()) => crate::args::EXIT_OK,
+        Err(error) => {
+            eprintln!("error: {error}");
+            crate::args::EXIT_REFUSED
+        }
+    }
+}
+
+/// Logs to stderr at WARN and above (refusals are counted in /metrics instead).
+fn tracing_init() {
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
 /// Runs the sidecar until SIGTERM or Ctrl-C.
-pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // The recorder goes in before the SystemAuth is built: it takes its handles then.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()

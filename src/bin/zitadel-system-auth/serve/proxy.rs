@@ -116,7 +116,7 @@ async fn forward(
 ) -> Response<Body> {
     let caller = match proxy.sidecar.decide(&mut request, &[]) {
         Ok(caller) => caller,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let (mut parts, body) = request.into_parts();
     let uri = match proxy.upstream.uri(&parts.uri) {
