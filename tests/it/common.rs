@@ -297,7 +297,9 @@ pub const RELOAD_THREAD: &str = "zitadel-system-auth-reload";
 pub fn reload_log() -> &'static Captured {
     static LOG: OnceLock<Captured> = OnceLock::new();
     let log = LOG.get_or_init(|| {
-        use tracing_subscriber::{Layer as _, filter::filter_fn, layer::SubscriberExt as _};
+        use tracing_subscriber::{
+            Layer as _, filter::dynamic_filter_fn, layer::SubscriberExt as _,
+        };
         let buffer = Captured::default();
         let writer = buffer.clone();
         let layer = tracing_subscriber::fmt::layer()
@@ -305,16 +307,21 @@ pub fn reload_log() -> &'static Captured {
             .with_ansi(false)
             .with_thread_names(true)
             .with_thread_ids(true)
-            .with_filter(filter_fn(|_| {
+            // Decided per event, by the thread that logs it: a dynamic filter, so
+            // tracing never caches "no interest" for a call site because the
+            // thread that reached it first was not a reload thread (`filter_fn`
+            // would, taking its answer for the call site's).
+            .with_filter(dynamic_filter_fn(|_, _| {
                 std::thread::current().name() == Some(RELOAD_THREAD)
             }));
         tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
             .expect("the only global subscriber of the test binary");
         buffer
     });
-    // A call site that another thread first reached while it had no subscriber,
-    // as this one was being installed, may have cached "no interest" after the
-    // installation's own refresh: ask every call site again.
+    // A call site that a thread without any subscriber reached while this one
+    // was being installed may have cached "no interest" after the installation's
+    // own refresh: ask every call site again (every answer is "sometimes" or
+    // better now that this subscriber is registered).
     tracing::callsite::rebuild_interest_cache();
     log
 }
