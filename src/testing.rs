@@ -122,10 +122,20 @@ impl TestKey {
     /// Writes `NAME.pem` (private) and `NAME.pub` (public) into `dir`; returns the
     /// public key's path.
     pub fn write(&self, dir: &Path, name: &str) -> io::Result<PathBuf> {
-        std::fs::write(dir.join(format!("{name}.pem")), &self.private_pem)?;
-        let public = dir.join(format!("{name}.pub"));
-        std::fs::write(&public, &self.public_pem)?;
-        Ok(public)
+        self.write_pair(dir, name).map(|files| files.public)
+    }
+
+    /// Writes `NAME.pem` (private, PKCS#8) and `NAME.pub` (public, PKIX) into `dir`,
+    /// as `openssl genrsa` and `openssl rsa -pubout` would; returns both paths, for a
+    /// config's `Path` and for signing with another tool (`openssl dgst -sign`).
+    pub fn write_pair(&self, dir: &Path, name: &str) -> io::Result<KeyFiles> {
+        let files = KeyFiles {
+            private: dir.join(format!("{name}.pem")),
+            public: dir.join(format!("{name}.pub")),
+        };
+        std::fs::write(&files.private, &self.private_pem)?;
+        std::fs::write(&files.public, &self.public_pem)?;
+        Ok(files)
     }
 
     /// A token for `user` with audience `audience`, valid from now for an hour;
@@ -164,6 +174,15 @@ impl TestKey {
             .expect("aws-lc-rs signs with a generated key");
         signature
     }
+}
+
+/// Where [`TestKey::write_pair`] wrote a key pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFiles {
+    /// `NAME.pem`: the private key, PEM `PRIVATE KEY` (PKCS#8).
+    pub private: PathBuf,
+    /// `NAME.pub`: the public key, PEM `PUBLIC KEY` (PKIX).
+    pub public: PathBuf,
 }
 
 /// A token under construction; see [`TestKey::token`].

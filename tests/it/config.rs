@@ -1,9 +1,7 @@
-mod common;
-
-// ZITADEL's runtime configuration: every shape of SystemAPIUsers, the expected
-// audience (BuildHTTP), the environment overrides, relative paths, memberships and
-// the errors. Every accepted configuration is proven by verifying a real token
-// signed with the matching private key.
+//! ZITADEL's runtime configuration: every shape of SystemAPIUsers, the expected
+//! audience (BuildHTTP), the environment overrides, relative paths, memberships and
+//! the errors. Every accepted configuration is proven by verifying a real token
+//! signed with the matching private key.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,11 +10,12 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use common::{AUD, TestKey, claims_for, now, path_str};
 use zitadel_system_auth::{
     AuthError, Config, ConfigError, MemberType, Membership, SystemAuth, config::KeySource,
     error::AudienceHint,
 };
+
+use crate::common::{self, AUD, KeyExt as _, TestKey, claims_for, now, path_str};
 
 // ---------------------------------------------------------------------------------
 // Helpers
@@ -25,17 +24,17 @@ use zitadel_system_auth::{
 /// Three distinct key pairs, so each user's token proves that user's key was read.
 fn cfg_key(i: usize) -> &'static TestKey {
     static KEYS: [OnceLock<TestKey>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    KEYS[i].get_or_init(|| TestKey::generate(&format!("config-key-{i}")))
+    KEYS[i].get_or_init(TestKey::generate)
 }
 
 /// A key no configured user has.
 fn stranger() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| TestKey::generate("config-stranger"))
+    KEY.get_or_init(TestKey::generate)
 }
 
 fn b64_pem(key: &TestKey) -> String {
-    STANDARD.encode(&key.public_pem)
+    STANDARD.encode(key.public_pem())
 }
 
 fn token(key: &TestKey, user: &str, aud: &str) -> String {
@@ -92,7 +91,7 @@ fn assert_contains_all(message: &str, parts: &[&str]) {
 fn external_config(external: &str) -> String {
     format!(
         "{external}SystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-        cfg_key(0).public_path.display()
+        cfg_key(0).public_path().display()
     )
 }
 
@@ -121,9 +120,9 @@ SystemAPIUsers:
   - user-keydata-upper:
       KEYDATA: {ka}
 "#,
-        a = a.public_path.display(),
-        b = b.public_path.display(),
-        c = c.public_path.display(),
+        a = a.public_path().display(),
+        b = b.public_path().display(),
+        c = c.public_path().display(),
         ka = b64_pem(a),
         kb = b64_pem(b),
         kc = b64_pem(c),
@@ -143,11 +142,11 @@ SystemAPIUsers:
     );
     assert_eq!(
         config.users()[1].key(),
-        &KeySource::Path(b.public_path.clone())
+        &KeySource::Path(b.public_path().clone())
     );
     assert_eq!(
         config.users()[3].key(),
-        &KeySource::Data(b.public_pem.as_bytes().to_vec())
+        &KeySource::Data(b.public_pem().as_bytes().to_vec())
     );
 
     let auth = build(&yaml);
@@ -173,7 +172,7 @@ fn plain_map_of_users() {
     let (a, b) = (cfg_key(0), cfg_key(1));
     let yaml = format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  map-user-1:\n    Path: {}\n  map-user-2:\n    keydata: {}\n",
-        a.public_path.display(),
+        a.public_path().display(),
         b64_pem(b)
     );
     let auth = build(&yaml);
@@ -192,14 +191,14 @@ fn yaml_folded_string_holding_json() {
     // The form found in the wild: a folded block whose lines join with spaces.
     let yaml = format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers: >\n  {{\"systemuser\": {{\"path\": \"{}\"}},\n  \"systemuser2\": {{\"keyData\": \"{}\"}}}}\n",
-        a.public_path.display(),
+        a.public_path().display(),
         b64_pem(b)
     );
     let config = Config::from_yaml(&yaml).unwrap();
     assert_eq!(config.users().len(), 2);
     assert_eq!(
         config.users()[0].key(),
-        &KeySource::Path(a.public_path.clone())
+        &KeySource::Path(a.public_path().clone())
     );
     let auth = build(&yaml);
     assert_eq!(auth.user_ids(), ["systemuser", "systemuser2"]);
@@ -212,7 +211,7 @@ fn yaml_quoted_string_holding_json_with_title_case_fields() {
     let (a, c) = (cfg_key(0), cfg_key(2));
     let json = format!(
         r#"{{"json-user-1": {{"Path": "{}"}}, "json-user-2": {{"KeyData": "{}", "Memberships": [{{"MemberType": "System", "Roles": ["SYSTEM_OWNER"]}}]}}}}"#,
-        a.public_path.display(),
+        a.public_path().display(),
         b64_pem(c)
     );
     let yaml =
@@ -296,7 +295,7 @@ Actions:
       - localhost
       - "127.0.0.1"
 "#,
-        a.public_path.display(),
+        a.public_path().display(),
         b64_pem(b)
     );
     let config = Config::from_yaml(&yaml).unwrap();
@@ -410,7 +409,7 @@ fn invalid_port_or_secure_in_the_file_is_an_error_with_line() {
 
 #[test]
 fn builder_audience_overrides_the_config() {
-    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path);
+    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path());
     assert_eq!(Config::from_yaml(&yaml).unwrap().audience(), AUD);
     let auth = SystemAuth::builder()
         .config_yaml(&yaml)
@@ -434,7 +433,7 @@ fn builder_audience_overrides_the_config() {
 
 #[test]
 fn additional_audience_is_accepted_beside_the_external_one() {
-    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path);
+    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path());
     let auth = SystemAuth::builder()
         .config_yaml(&yaml)
         .additional_audience("http://zitadel.internal:8080")
@@ -477,7 +476,7 @@ fn additional_audience_is_accepted_beside_the_external_one() {
 
 #[test]
 fn audience_is_compared_exactly() {
-    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path);
+    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path());
     let auth = build(&yaml);
     for (aud, hint) in [
         ("https://custom-domain.com/", AudienceHint::TrailingSlash),
@@ -518,7 +517,7 @@ fn audience_is_compared_exactly() {
 
 #[test]
 fn env_external_variables_change_the_audience() {
-    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path);
+    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path());
     let auth = SystemAuth::builder()
         .config_yaml(&yaml)
         .env_overrides_from([
@@ -568,10 +567,10 @@ fn env_external_variables_change_the_audience() {
 #[test]
 fn env_system_api_users_replaces_the_file_users() {
     let (a, b, c) = (cfg_key(0), cfg_key(1), cfg_key(2));
-    let yaml = common::config_with_path("file-user", &a.public_path);
+    let yaml = common::config_with_path("file-user", &a.public_path());
     let json = format!(
         r#"{{"env-user": {{"path": "{}"}}, "env-user-2": {{"keyData": "{}", "memberships": [{{"memberType": "IAM", "roles": ["IAM_OWNER"], "aggregateId": "inst-1"}}]}}}}"#,
-        b.public_path.display(),
+        b.public_path().display(),
         b64_pem(c)
     );
     let auth = SystemAuth::builder()
@@ -600,7 +599,7 @@ fn env_system_api_users_replaces_the_file_users() {
 
 #[test]
 fn env_invalid_values_are_errors_naming_the_variable() {
-    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path);
+    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path());
     for (var, value) in [
         ("ZITADEL_EXTERNALPORT", "abc"),
         ("ZITADEL_EXTERNALPORT", "70000"),
@@ -629,7 +628,7 @@ fn env_invalid_values_are_errors_naming_the_variable() {
 
 #[test]
 fn env_variables_are_ignored_without_the_opt_in() {
-    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path);
+    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path());
     let vars = [
         ("ZITADEL_EXTERNALDOMAIN", "env.example"),
         ("ZITADEL_EXTERNALPORT", "abc"),
@@ -656,6 +655,14 @@ fn env_variables_are_ignored_without_the_opt_in() {
 
 const CHILD_MARKER: &str = "ZITADEL_SYSTEM_AUTH_TEST_CHILD_PRIVATE_KEY";
 
+/// The child's test by its name in the test binary, `config::process_environment_child`
+/// (the module path without the crate's name).
+fn child_test() -> String {
+    let module = module_path!();
+    let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+    format!("{module}::process_environment_child")
+}
+
 /// Runs `process_environment_child` in a child process whose environment holds
 /// ZITADEL's variables (setting them in this process would race other tests).
 #[test]
@@ -663,18 +670,19 @@ fn process_environment_is_read_only_with_the_opt_in() {
     let env_key = cfg_key(1);
     let users = format!(
         r#"{{"env-user": {{"path": "{}"}}}}"#,
-        env_key.public_path.display()
+        env_key.public_path().display()
     );
+    let child = child_test();
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "process_environment_child",
+            child.as_str(),
             "--ignored",
             "--nocapture",
             "--test-threads",
             "1",
         ])
-        .env(CHILD_MARKER, path_str(&env_key.private_path))
+        .env(CHILD_MARKER, path_str(&env_key.private_path()))
         .env("ZITADEL_EXTERNALDOMAIN", "env.example")
         .env("ZITADEL_EXTERNALPORT", "9443")
         .env("ZITADEL_EXTERNALSECURE", "true")
@@ -685,7 +693,7 @@ fn process_environment_is_read_only_with_the_opt_in() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("test process_environment_child ... ok") && stdout.contains("1 passed"),
+        stdout.contains(&format!("test {child} ... ok")) && stdout.contains("1 passed"),
         "the child test must have run: {stdout}"
     );
 }
@@ -704,7 +712,7 @@ fn process_environment_child() {
         )
         .unwrap()
     };
-    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path);
+    let yaml = common::config_with_path("system-user-1", &cfg_key(0).public_path());
     let env_aud = "https://env.example:9443";
 
     // Without the opt-in, the process environment is not read.
@@ -758,7 +766,7 @@ fn config_in_subfolder(dir: &Path) -> (PathBuf, PathBuf) {
     let sub = dir.join("sub");
     std::fs::create_dir_all(sub.join("keys")).unwrap();
     let key_path = sub.join("keys").join("u.pub");
-    std::fs::write(&key_path, &cfg_key(2).public_pem).unwrap();
+    std::fs::write(&key_path, cfg_key(2).public_pem()).unwrap();
     let config_path = sub.join("config.yaml");
     std::fs::write(
         &config_path,
@@ -826,7 +834,7 @@ fn relative_path_in_config_text_resolves_against_the_current_folder() {
 fn duplicate_user_in_list_form_is_an_error_naming_the_user() {
     let yaml = format!(
         "SystemAPIUsers:\n  - dup-user:\n      Path: {a}\n  - other-user:\n      Path: {a}\n  - dup-user:\n      Path: {a}\n",
-        a = cfg_key(0).public_path.display()
+        a = cfg_key(0).public_path().display()
     );
     let (err, message) = build_err(&yaml);
     assert!(matches!(err, ConfigError::Yaml { .. }), "{err:?}");
@@ -838,7 +846,7 @@ fn duplicate_user_in_list_form_is_an_error_naming_the_user() {
 fn duplicate_user_in_map_form_is_an_error_naming_the_user() {
     let yaml = format!(
         "SystemAPIUsers:\n  dup-user:\n    Path: {a}\n  dup-user:\n    KeyData: {k}\n",
-        a = cfg_key(0).public_path.display(),
+        a = cfg_key(0).public_path().display(),
         k = b64_pem(cfg_key(1))
     );
     let (err, message) = build_err(&yaml);
@@ -848,7 +856,7 @@ fn duplicate_user_in_map_form_is_an_error_naming_the_user() {
 
 #[test]
 fn duplicate_user_in_json_form_is_an_error_naming_the_user() {
-    let a = cfg_key(0).public_path.display().to_string();
+    let a = cfg_key(0).public_path().display().to_string();
     let json = format!(r#"{{"dup-user": {{"path": "{a}"}}, "dup-user": {{"path": "{a}"}}}}"#);
     let (_, message) = build_err(&format!("SystemAPIUsers: '{json}'\n"));
     assert_contains_all(&message, &["`dup-user`", "twice", "line"]);
@@ -879,7 +887,7 @@ fn entry_with_neither_path_nor_key_data_is_an_error() {
 fn an_unknown_field_in_an_entry_without_a_key_is_an_error_naming_user_and_field() {
     let yaml = format!(
         "SystemAPIUsers:\n  - good-user:\n      Path: {a}\n  - typo-user:\n      Paht: {a}\n",
-        a = cfg_key(0).public_path.display()
+        a = cfg_key(0).public_path().display()
     );
     let (err, message) = build_err(&yaml);
     assert!(matches!(err, ConfigError::Yaml { .. }), "{err:?}");
@@ -894,7 +902,7 @@ fn an_unknown_field_in_an_entry_without_a_key_is_an_error_naming_user_and_field(
 fn membership_config(membership: &str) -> String {
     format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {}\n      Memberships:\n{membership}",
-        cfg_key(0).public_path.display()
+        cfg_key(0).public_path().display()
     )
 }
 
@@ -985,12 +993,12 @@ fn both_path_and_key_data_uses_path_with_a_warning() {
     // A KeyData that could not even be decoded: ZITADEL reads Path, so it builds.
     let yaml = format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - both-user:\n      KeyData: '%%% not base64 %%%'\n      Path: {}\n",
-        a.public_path.display()
+        a.public_path().display()
     );
     let config = Config::from_yaml(&yaml).unwrap();
     assert_eq!(
         config.users()[0].key(),
-        &KeySource::Path(a.public_path.clone())
+        &KeySource::Path(a.public_path().clone())
     );
     assert!(
         config
@@ -1006,7 +1014,7 @@ fn both_path_and_key_data_uses_path_with_a_warning() {
     // With a valid KeyData of another key, Path's key is the one used.
     let yaml = format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - both-user:\n      Path: {}\n      KeyData: {}\n",
-        a.public_path.display(),
+        a.public_path().display(),
         b64_pem(b)
     );
     let auth = build(&yaml);
@@ -1022,10 +1030,10 @@ fn both_path_and_key_data_uses_path_with_a_warning() {
 #[test]
 fn user_ids_in_the_list_and_map_forms_are_lowercased_as_zitadel_does() {
     let key = cfg_key(0);
-    let list = common::config_with_path("System-User-1", &key.public_path);
+    let list = common::config_with_path("System-User-1", &key.public_path());
     let map = format!(
         "SystemAPIUsers:\n  System-User-1:\n    Path: {}\n",
-        key.public_path.display()
+        key.public_path().display()
     );
     for yaml in [list, map] {
         let config = Config::from_yaml(&yaml).unwrap();
@@ -1054,8 +1062,11 @@ fn user_ids_in_the_list_and_map_forms_are_lowercased_as_zitadel_does() {
         );
     }
     // A lowercase id has no warning.
-    let config =
-        Config::from_yaml(&common::config_with_path("system-user-1", &key.public_path)).unwrap();
+    let config = Config::from_yaml(&common::config_with_path(
+        "system-user-1",
+        &key.public_path(),
+    ))
+    .unwrap();
     assert!(config.warnings().is_empty(), "{:?}", config.warnings());
     assert_eq!(config.users()[0].written_id(), None);
 }
@@ -1067,7 +1078,7 @@ fn user_ids_in_the_json_form_keep_their_case() {
     let key = cfg_key(1);
     let json = format!(
         r#"{{"System-User-1": {{"path": "{}"}}}}"#,
-        key.public_path.display()
+        key.public_path().display()
     );
     let in_yaml = Config::from_yaml(&format!("SystemAPIUsers: '{json}'\n")).unwrap();
     let mut in_env = Config::from_yaml("ExternalDomain: x\n").unwrap();
@@ -1095,13 +1106,13 @@ fn two_ids_equal_once_lowercased_are_an_error() {
     let (a, b) = (cfg_key(0), cfg_key(1));
     let list = format!(
         "SystemAPIUsers:\n  - Ops-User:\n      Path: {}\n  - ops-user:\n      Path: {}\n",
-        a.public_path.display(),
-        b.public_path.display()
+        a.public_path().display(),
+        b.public_path().display()
     );
     let map = format!(
         "SystemAPIUsers:\n  OPS-USER:\n    Path: {}\n  Ops-User:\n    Path: {}\n",
-        a.public_path.display(),
-        b.public_path.display()
+        a.public_path().display(),
+        b.public_path().display()
     );
     for yaml in [list, map] {
         let (err, message) = build_err(&yaml);
@@ -1133,7 +1144,7 @@ fn builder_without_config_is_no_config() {
 fn no_memberships_means_system_owner() {
     let auth = build(&common::config_with_path(
         "system-user-1",
-        &cfg_key(0).public_path,
+        &cfg_key(0).public_path(),
     ));
     let user = auth
         .verify(&token(cfg_key(0), "system-user-1", AUD))
@@ -1156,7 +1167,7 @@ fn no_memberships_means_system_owner() {
 /// never turn a restricted user into a `SYSTEM_OWNER` (ZITADEL gives the default).
 #[test]
 fn empty_or_null_memberships_are_an_error_naming_the_user() {
-    let key = cfg_key(0).public_path.display().to_string();
+    let key = cfg_key(0).public_path().display().to_string();
     let json = |memberships: &str| {
         format!(
             r#"SystemAPIUsers: '{{"member-user": {{"path": "{key}", "memberships": {memberships}}}}}'"#
@@ -1193,7 +1204,7 @@ fn empty_or_null_memberships_are_an_error_naming_the_user() {
 fn emptied_memberships_at_a_reload_keep_the_user_restricted() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
-    let key = cfg_key(0).public_path.display().to_string();
+    let key = cfg_key(0).public_path().display().to_string();
     let write = |memberships: &str| {
         std::fs::write(
             &config,
@@ -1234,19 +1245,19 @@ fn roles_as_one_string_are_split_at_commas_in_every_form() {
     let list = |roles: &str| {
         format!(
             "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: {roles}\n",
-            key.public_path.display()
+            key.public_path().display()
         )
     };
     let map = |roles: &str| {
         format!(
             "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  member-user:\n    Path: {}\n    Memberships:\n      - MemberType: System\n        Roles: {roles}\n",
-            key.public_path.display()
+            key.public_path().display()
         )
     };
     let json = |roles: &str| {
         format!(
             r#"{{"member-user": {{"path": "{}", "memberships": [{{"memberType": "System", "roles": {roles}}}]}}}}"#,
-            key.public_path.display()
+            key.public_path().display()
         )
     };
     let expect = |auth: &SystemAuth, roles: &[&str]| {
@@ -1294,7 +1305,7 @@ fn roles_as_one_string_are_split_at_commas_in_every_form() {
     // The example in ZITADEL's defaults.yaml, as it is written there.
     let defaults = format!(
         "SystemAPIUsers:\n  - superuser:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: \"SYSTEM_OWNER\"\n        - MemberType: IAM\n          Roles: \"IAM_OWNER\"\n          AggregateID: \"123456789012345678\"\n",
-        key.public_path.display()
+        key.public_path().display()
     );
     let auth = SystemAuth::builder()
         .config_yaml(&defaults)
@@ -1314,7 +1325,7 @@ fn fields_zitadel_has_load_and_not_before_after_warn() {
     let key = cfg_key(0);
     let yaml = format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {}\n      NotBefore: 2030-01-01T00:00:00Z\n      NotAfter: 2000-01-01T00:00:00Z\n      Memberships:\n        - MemberType: IAM\n          Roles: [IAM_OWNER]\n          AggregateID: \"42\"\n          ObjectID: \"43\"\n",
-        key.public_path.display()
+        key.public_path().display()
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let warnings = config.warnings().join("\n");
@@ -1348,7 +1359,7 @@ fn unknown_fields_are_warnings_with_line_and_nearest_name() {
     let key = cfg_key(0);
     let yaml = format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - member-user:\n      Path: {}\n      KeyDta: x\n      Memberships:\n        - MemberType: IAM\n          Roles: [IAM_OWNER]\n          AggregateID: \"42\"\n          InstanceID: \"42\"\n        - MemberType: System\n          Rols: [SYSTEM_OWNER]\n",
-        key.public_path.display()
+        key.public_path().display()
     );
     let config = Config::from_yaml(&yaml).unwrap();
     let warnings = config.warnings();
@@ -1383,7 +1394,7 @@ fn unknown_fields_are_warnings_with_line_and_nearest_name() {
     // The same in the JSON form, without lines.
     let json = format!(
         r#"{{"member-user": {{"path": "{}", "memberships": [{{"memberType": "System", "roles": ["SYSTEM_OWNER"], "InstanceID": "1"}}]}}}}"#,
-        key.public_path.display()
+        key.public_path().display()
     );
     let mut config = Config::from_yaml("ExternalDomain: x\n").unwrap();
     config
@@ -1402,7 +1413,7 @@ fn unknown_fields_are_warnings_with_line_and_nearest_name() {
 fn an_entry_left_without_a_key_or_type_names_the_unknown_field() {
     let (_, message) = build_err(&format!(
         "SystemAPIUsers:\n  - typo-user:\n      Pth: {}\n",
-        cfg_key(0).public_path.display()
+        cfg_key(0).public_path().display()
     ));
     assert_contains_all(
         &message,
@@ -1479,7 +1490,7 @@ fn configured_memberships_come_back_on_the_verified_user() {
 fn large_numeric_aggregate_id_in_json_stays_exact() {
     let json = format!(
         r#"{{"json-member": {{"path": "{}", "memberships": [{{"memberType": "IAM", "roles": ["IAM_OWNER"], "aggregateID": 123456789012345678}}]}}}}"#,
-        cfg_key(0).public_path.display()
+        cfg_key(0).public_path().display()
     );
     let auth = build(&format!(
         "ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers: '{json}'\n"
@@ -1513,7 +1524,7 @@ fn a_changed_external_url_is_in_effect_after_a_reload() {
             &config,
             format!(
                 "ExternalDomain: {domain}\nExternalPort: {port}\nExternalSecure: true\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-                key.public_path.display()
+                key.public_path().display()
             ),
         )
         .unwrap();
@@ -1569,7 +1580,7 @@ fn a_fixed_audience_ignores_a_changed_external_url() {
             &config,
             format!(
                 "ExternalDomain: {domain}\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-                key.public_path.display()
+                key.public_path().display()
             ),
         )
         .unwrap();
@@ -1597,7 +1608,7 @@ fn the_watcher_applies_a_changed_external_url() {
     let text = |domain: &str| {
         format!(
             "ExternalDomain: {domain}\nExternalPort: 443\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-            key.public_path.display()
+            key.public_path().display()
         )
     };
     std::fs::write(&config, text("old.example")).unwrap();

@@ -1,16 +1,15 @@
-//! Shared helpers for the integration tests: real RSA keys, real tokens from two
-//! independent signers (aws-lc-rs/jsonwebtoken in process, and the `openssl`
-//! command line), and a way to send a request through a Router.
-#![allow(dead_code)]
+//! Shared helpers: real RSA keys (the crate's `testing::TestKey`) written to files,
+//! tokens from two signers independent of the verifier (`jsonwebtoken` in process,
+//! and the `openssl` command line), requests through a Router, and captured logs.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use aws_lc_rs::rsa::KeySize;
 use axum::{
     Router,
     body::Body,
@@ -19,115 +18,96 @@ use axum::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
-use zitadel_system_auth::{Algorithm, testing};
+pub use zitadel_system_auth::testing::{KeyFiles, TestKey};
+use zitadel_system_auth::testing::{TEST_AUDIENCE, TEST_USER};
 
 /// The audience the default test config expects.
-pub const AUD: &str = "https://custom-domain.com";
+pub const AUD: &str = TEST_AUDIENCE;
 /// The user id of the default test config.
-pub const USER: &str = "system-user-1";
+pub const USER: &str = TEST_USER;
 
-/// An RSA key pair (from the crate's `testing` helpers) written to a folder that
-/// lives as long as the test process.
-pub struct TestKey {
-    pub private_pem: String,
-    pub public_pem: String,
-    pub private_path: PathBuf,
-    pub public_path: PathBuf,
-    key: testing::TestKey,
-}
-
+/// The folder the keys' files are written to; it lives as long as the process.
 fn key_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
         .path()
 }
 
-impl TestKey {
-    /// Generates a 2048-bit key pair named `name` (`name.pem`, `name.pub`).
-    pub fn generate(name: &str) -> TestKey {
-        TestKey::generate_bits(name, KeySize::Rsa2048)
+/// What the tests do with a `TestKey` beyond the crate's helpers: its files, and
+/// tokens from signers that are not the crate's.
+pub trait KeyExt {
+    /// `<fingerprint>.pem` and `<fingerprint>.pub` in a folder that lives as long
+    /// as the process, written at the first call.
+    fn files(&self) -> KeyFiles;
+    /// The public key's file (for a config's `Path`).
+    fn public_path(&self) -> PathBuf {
+        self.files().public
+    }
+    /// The private key's file (for `openssl dgst -sign`).
+    fn private_path(&self) -> PathBuf {
+        self.files().private
+    }
+    /// Signs `claims` with jsonwebtoken (an independent JWT encoder), its standard
+    /// header for `alg`.
+    fn jwt(&self, alg: jsonwebtoken::Algorithm, claims: &serde_json::Value) -> String;
+    /// An RS256 token for `claims` from jsonwebtoken.
+    fn rs256(&self, claims: &serde_json::Value) -> String {
+        self.jwt(jsonwebtoken::Algorithm::RS256, claims)
+    }
+    /// Signs `header.payload` (both JSON texts, byte for byte) with the `openssl`
+    /// command line (RS256).
+    fn sign_openssl(&self, header_json: &str, payload_json: &str) -> String;
+}
+
+impl KeyExt for TestKey {
+    fn files(&self) -> KeyFiles {
+        static WRITTEN: Mutex<Option<HashMap<String, KeyFiles>>> = Mutex::new(None);
+        let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+        let fingerprint = self.fingerprint();
+        written
+            .get_or_insert_with(HashMap::new)
+            .entry(fingerprint.clone())
+            .or_insert_with(|| {
+                self.write_pair(key_dir(), &fingerprint[..16])
+                    .expect("write the key pair")
+            })
+            .clone()
     }
 
-    /// Generates a key pair of the given size.
-    pub fn generate_bits(name: &str, size: KeySize) -> TestKey {
-        let key = testing::TestKey::generate_size(size);
-        let public_path = key.write(key_dir(), name).expect("write the key pair");
-        TestKey {
-            private_pem: key.private_pem().to_owned(),
-            public_pem: key.public_pem().to_owned(),
-            private_path: key_dir().join(format!("{name}.pem")),
-            public_path,
-            key,
-        }
-    }
-
-    /// The public key's SubjectPublicKeyInfo DER.
-    pub fn public_der(&self) -> Vec<u8> {
-        self.key.public_der()
-    }
-
-    /// Signs `header.payload` (both JSON texts, taken byte for byte) with RS256.
-    pub fn sign_raw(&self, header_json: &str, payload_json: &str) -> String {
-        self.key
-            .sign_raw(Algorithm::RS256, header_json, payload_json)
-    }
-
-    /// Signs `header.payload` with `algorithm`'s padding and hash, whatever the header says.
-    pub fn sign_raw_with(
-        &self,
-        algorithm: Algorithm,
-        header_json: &str,
-        payload_json: &str,
-    ) -> String {
-        self.key.sign_raw(algorithm, header_json, payload_json)
-    }
-
-    /// Signs claims with jsonwebtoken (an independent JWT encoder).
-    pub fn jwt(&self, alg: jsonwebtoken::Algorithm, claims: &serde_json::Value) -> String {
+    fn jwt(&self, alg: jsonwebtoken::Algorithm, claims: &serde_json::Value) -> String {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(alg),
             claims,
-            &jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem.as_bytes()).expect("key"),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem().as_bytes()).expect("key"),
         )
         .expect("encode")
     }
 
-    /// An RS256 token for `claims` from jsonwebtoken.
-    pub fn rs256(&self, claims: &serde_json::Value) -> String {
-        self.jwt(jsonwebtoken::Algorithm::RS256, claims)
-    }
-
-    /// Signs `header.payload` with the `openssl` command line (RS256).
-    pub fn sign_openssl(&self, header_json: &str, payload_json: &str) -> String {
+    fn sign_openssl(&self, header_json: &str, payload_json: &str) -> String {
         let input = format!(
             "{}.{}",
             b64(header_json.as_bytes()),
             b64(payload_json.as_bytes())
         );
+        let private = self.private_path();
         let sig = openssl_stdin(
-            &[
-                "dgst",
-                "-sha256",
-                "-sign",
-                path_str(&self.private_path),
-                "-binary",
-            ],
+            &["dgst", "-sha256", "-sign", path_str(&private), "-binary"],
             input.as_bytes(),
         );
         format!("{input}.{}", b64(&sig))
     }
 }
 
-/// The default key, generated once per test binary.
+/// The default key, generated once per process.
 pub fn key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| TestKey::generate("system-user-1"))
+    KEY.get_or_init(TestKey::generate)
 }
 
 /// A second key, which no configured user has.
 pub fn other_key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| TestKey::generate("other"))
+    KEY.get_or_init(TestKey::generate)
 }
 
 /// Unpadded base64url.
@@ -151,11 +131,6 @@ pub fn at(secs: u64, nanos: u32) -> SystemTime {
 /// Valid claims for `user` with `iat = now` and `exp = now + 1h`.
 pub fn claims_for(user: &str, aud: &str, now: u64) -> serde_json::Value {
     serde_json::json!({ "iss": user, "sub": user, "aud": aud, "iat": now, "exp": now + 3600 })
-}
-
-/// Valid claims for the default user and audience, now.
-pub fn claims() -> serde_json::Value {
-    claims_for(USER, AUD, now())
 }
 
 /// Runs `openssl` with `args`, panicking with its stderr when it fails.
@@ -203,7 +178,7 @@ pub fn config_with_path(user: &str, path: &Path) -> String {
 
 /// The default config: `system-user-1` with the default key, audience [`AUD`].
 pub fn default_config() -> String {
-    config_with_path(USER, &key().public_path)
+    config_with_path(USER, &key().public_path())
 }
 
 /// The answer to a request, with the body parsed as JSON when it is JSON.
@@ -287,14 +262,98 @@ impl Captured {
         self.text().lines().map(str::to_owned).collect()
     }
 
-    /// A subscriber writing every event (TRACE and up, no colours) here.
+    /// A subscriber writing every event (TRACE and up, no colours) here, to set as
+    /// a test thread's default.
+    ///
+    /// The global subscriber ([`reload_log`]) is installed first: tracing caches
+    /// per call site whether any subscriber is interested, and while a single
+    /// subscriber is registered it asks only the current thread's, so another
+    /// thread with none (another test's) could mark a call site as of no interest
+    /// and this subscriber would miss its events. With the global one always
+    /// registered beside it, every call site is asked of both.
     pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        reload_log();
         let writer = self.clone();
         tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .finish()
+    }
+}
+
+/// The name the crate gives its reload threads.
+pub const RELOAD_THREAD: &str = "zitadel-system-auth-reload";
+
+/// What the crate's reload threads log, in every test: the one global subscriber of
+/// the test binary, installed at the first call. A reload thread is the crate's own,
+/// so no scoped subscriber reaches it; events of every other thread are left out
+/// here (a test captures its own thread with [`Captured::subscriber`]).
+///
+/// Every test's reload threads write here, so a test picks its own lines: by a path
+/// only its files have ([`Captured::lines_with`]), or by the threads that wrote one
+/// ([`Captured::lines_of_threads_mentioning`]). Each line names its thread
+/// (`zitadel-system-auth-reload ThreadId(N)`), and thread ids are never reused.
+pub fn reload_log() -> &'static Captured {
+    static LOG: OnceLock<Captured> = OnceLock::new();
+    let log = LOG.get_or_init(|| {
+        use tracing_subscriber::{
+            Layer as _, filter::dynamic_filter_fn, layer::SubscriberExt as _,
+        };
+        let buffer = Captured::default();
+        let writer = buffer.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_thread_names(true)
+            .with_thread_ids(true)
+            // Decided per event, by the thread that logs it: a dynamic filter, so
+            // tracing never caches "no interest" for a call site because the
+            // thread that reached it first was not a reload thread (`filter_fn`
+            // would, taking its answer for the call site's).
+            .with_filter(dynamic_filter_fn(|_, _| {
+                std::thread::current().name() == Some(RELOAD_THREAD)
+            }));
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("the only global subscriber of the test binary");
+        buffer
+    });
+    // A call site that a thread without any subscriber reached while this one
+    // was being installed may have cached "no interest" after the installation's
+    // own refresh: ask every call site again (every answer is "sometimes" or
+    // better now that this subscriber is registered).
+    tracing::callsite::rebuild_interest_cache();
+    log
+}
+
+impl Captured {
+    /// The captured lines that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every line written by a thread that wrote a line containing `needle` (the
+    /// `ThreadId(N)` the global subscriber writes), in order.
+    pub fn lines_of_threads_mentioning(&self, needle: &str) -> Vec<String> {
+        fn thread_of(line: &str) -> Option<&str> {
+            let start = line.find("ThreadId(")?;
+            let end = start + line[start..].find(')')?;
+            Some(&line[start..=end])
+        }
+        let text = self.text();
+        let threads: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains(needle))
+            .filter_map(thread_of)
+            .collect();
+        text.lines()
+            .filter(|line| thread_of(line).is_some_and(|t| threads.contains(&t)))
+            .map(str::to_owned)
+            .collect()
     }
 }
 

@@ -1,8 +1,6 @@
-mod common;
-
-// Key material: every format ZITADEL accepts loads and verifies a real token; every
-// key this crate refuses is refused when the config is built, with a message that
-// names the user and the file and says what to do.
+//! Key material: every format ZITADEL accepts loads and verifies a real token; every
+//! key this crate refuses is refused when the config is built, with a message that
+//! names the user and the file and says what to do.
 
 use std::{
     path::{Path, PathBuf},
@@ -11,27 +9,29 @@ use std::{
 
 use aws_lc_rs::{digest, rsa::KeySize};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use common::{AUD, TestKey, claims_for, now, openssl, openssl_stdin, path_str};
 use zitadel_system_auth::{
     AuthError, ConfigError, KeyError, SystemAuth,
     key::{KeyFormat, PublicKey},
+};
+
+use crate::common::{
+    self, AUD, KeyExt as _, TestKey, claims_for, now, openssl, openssl_stdin, path_str,
 };
 
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
 
-/// A key pair for this file's tests (distinct from `common::key()` so the files
-/// written by other test binaries never collide).
+/// The key pair of these tests' configs.
 fn key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| TestKey::generate("keys-main"))
+    KEY.get_or_init(TestKey::generate)
 }
 
 /// A second key no user has: its tokens must be refused by every config here.
 fn stranger() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| TestKey::generate("keys-stranger"))
+    KEY.get_or_init(TestKey::generate)
 }
 
 fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
@@ -106,7 +106,7 @@ fn openssl_text(args: &[&str], input: &[u8]) -> String {
 fn pkcs1_public_pem() -> String {
     openssl_text(
         &["rsa", "-pubin", "-RSAPublicKey_out"],
-        key().public_pem.as_bytes(),
+        key().public_pem().as_bytes(),
     )
 }
 
@@ -118,7 +118,7 @@ fn certificate(dir: &Path) -> PathBuf {
         "-x509",
         "-new",
         "-key",
-        path_str(&key().private_path),
+        path_str(&key().private_path()),
         "-subj",
         "/CN=system-user-1",
         "-days",
@@ -194,7 +194,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn pkix_public_key_from_openssl_rsa_pubout_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let text = openssl(&["rsa", "-in", path_str(&key().private_path), "-pubout"]);
+    let text = openssl(&["rsa", "-in", path_str(&key().private_path()), "-pubout"]);
     assert!(text.starts_with(b"-----BEGIN PUBLIC KEY-----"));
     let path = write(dir.path(), "u.pub", &text);
     let auth = build_with_path("system-user-1", &path).expect("PKIX key loads");
@@ -207,7 +207,7 @@ fn pkcs1_public_key_from_openssl_rsa_public_key_out_verifies() {
     let text = openssl(&[
         "rsa",
         "-in",
-        path_str(&key().private_path),
+        path_str(&key().private_path()),
         "-RSAPublicKey_out",
     ]);
     assert!(text.starts_with(b"-----BEGIN RSA PUBLIC KEY-----"));
@@ -244,11 +244,11 @@ fn pkcs1_public_key_from_openssl_rsa_public_key_out_verifies() {
     // A PKIX key loads without a warning, and says so.
     let log = common::Captured::default();
     tracing::subscriber::with_default(log.subscriber(), || {
-        build_with_path("system-user-1", &key().public_path).expect("PKIX key loads")
+        build_with_path("system-user-1", &key().public_path()).expect("PKIX key loads")
     });
     assert!(!log.text().contains("PKCS#1"), "{}", log.text());
     assert_eq!(
-        PublicKey::from_pem(key().public_pem.as_bytes())
+        PublicKey::from_pem(key().public_pem().as_bytes())
             .unwrap()
             .format(),
         KeyFormat::Pkix
@@ -263,7 +263,7 @@ fn text_of(path: &Path) -> Vec<u8> {
 fn pkix_bytes_under_rsa_public_key_label_verifies() {
     // ZITADEL's Go code writes PKIX bytes under the `RSA PUBLIC KEY` label.
     let dir = tempfile::tempdir().unwrap();
-    let text = pem_relabel(key().public_pem.as_bytes(), "RSA PUBLIC KEY");
+    let text = pem_relabel(key().public_pem().as_bytes(), "RSA PUBLIC KEY");
     let block = pem::parse(&text).unwrap();
     assert_eq!(block.contents(), key().public_der(), "PKIX bytes");
     let path = write(dir.path(), "u.pub", &text);
@@ -284,19 +284,19 @@ fn pkcs1_bytes_under_public_key_label_verifies() {
 
 #[test]
 fn rsa_4096_key_verifies() {
-    let big = TestKey::generate_bits("keys-4096", KeySize::Rsa4096);
-    let auth = build_with_path("big-user", &big.public_path).expect("4096-bit key loads");
+    let big = TestKey::generate_size(KeySize::Rsa4096);
+    let auth = build_with_path("big-user", &big.public_path()).expect("4096-bit key loads");
     assert_accepts(&auth, "big-user", &big);
-    let parsed = PublicKey::from_pem(big.public_pem.as_bytes()).unwrap();
+    let parsed = PublicKey::from_pem(big.public_pem().as_bytes()).unwrap();
     assert_eq!(parsed.bits(), 4096);
 }
 
 #[test]
 fn rsa_3072_key_verifies() {
-    let mid = TestKey::generate_bits("keys-3072", KeySize::Rsa3072);
-    let auth = build_with_path("mid-user", &mid.public_path).expect("3072-bit key loads");
+    let mid = TestKey::generate_size(KeySize::Rsa3072);
+    let auth = build_with_path("mid-user", &mid.public_path()).expect("3072-bit key loads");
     assert_accepts(&auth, "mid-user", &mid);
-    let parsed = PublicKey::from_pem(mid.public_pem.as_bytes()).unwrap();
+    let parsed = PublicKey::from_pem(mid.public_pem().as_bytes()).unwrap();
     assert_eq!(parsed.bits(), 3072);
 }
 
@@ -326,7 +326,7 @@ fn x509_certificate_validity_matches_openssl() {
     assert_eq!(validity.not_after, not_after);
     // A bare public key has none.
     assert_eq!(
-        PublicKey::from_pem(key().public_pem.as_bytes())
+        PublicKey::from_pem(key().public_pem().as_bytes())
             .unwrap()
             .validity(),
         None
@@ -467,7 +467,7 @@ fn x509_certificate_with_ec_key_refused_as_not_rsa() {
 
 #[test]
 fn key_data_base64_on_one_line_verifies() {
-    let encoded = STANDARD.encode(&key().public_pem);
+    let encoded = STANDARD.encode(key().public_pem());
     let auth = SystemAuth::builder()
         .config_yaml(&config_with_key_data_line("inline-user", &encoded))
         .build()
@@ -477,7 +477,7 @@ fn key_data_base64_on_one_line_verifies() {
 
 #[test]
 fn key_data_base64_in_literal_block_over_several_lines_verifies() {
-    let encoded = STANDARD.encode(&key().public_pem);
+    let encoded = STANDARD.encode(key().public_pem());
     let lines: Vec<&str> = encoded
         .as_bytes()
         .chunks(64)
@@ -498,7 +498,7 @@ fn key_data_base64_in_literal_block_over_several_lines_verifies() {
 #[test]
 fn key_data_base64_as_folded_plain_multiline_scalar_verifies() {
     // A plain scalar over several lines reaches the crate with spaces in it.
-    let encoded = STANDARD.encode(&key().public_pem);
+    let encoded = STANDARD.encode(key().public_pem());
     let lines: Vec<&str> = encoded
         .as_bytes()
         .chunks(76)
@@ -517,11 +517,11 @@ fn key_data_base64_as_folded_plain_multiline_scalar_verifies() {
 
 #[test]
 fn key_data_base64_without_padding_verifies() {
-    let encoded = STANDARD.encode(&key().public_pem);
+    let encoded = STANDARD.encode(key().public_pem());
     assert!(
         encoded.ends_with('='),
         "the test needs a PEM text whose base64 is padded: {} bytes",
-        key().public_pem.len()
+        key().public_pem().len()
     );
     let unpadded = encoded.trim_end_matches('=');
     let auth = SystemAuth::builder()
@@ -534,7 +534,7 @@ fn key_data_base64_without_padding_verifies() {
 #[test]
 fn key_data_raw_pem_in_literal_block_verifies() {
     let block: String = key()
-        .public_pem
+        .public_pem()
         .lines()
         .map(|l| format!("        {l}\n"))
         .collect();
@@ -569,8 +569,12 @@ fn key_data_base64_of_a_certificate_verifies() {
 #[test]
 fn pkcs8_private_key_refused_with_pubout_advice() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(key().private_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
-    let path = write(dir.path(), "u.pem", &key().private_pem);
+    assert!(
+        key()
+            .private_pem()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    let path = write(dir.path(), "u.pem", key().private_pem());
     let (err, message) = refusal_for_path("system-user-1", &path);
     assert_eq!(key_error(&err), &KeyError::PrivateKey);
     assert!(message.contains("openssl rsa"), "{message}");
@@ -595,7 +599,7 @@ fn pkcs1_private_key_refused_with_pubout_advice() {
 fn private_key_content_under_public_key_label_refused() {
     let dir = tempfile::tempdir().unwrap();
     // PKCS#8 content.
-    let pkcs8 = pem_relabel(key().private_pem.as_bytes(), "PUBLIC KEY");
+    let pkcs8 = pem_relabel(key().private_pem().as_bytes(), "PUBLIC KEY");
     let path = write(dir.path(), "pkcs8.pub", &pkcs8);
     let (err, message) = refusal_for_path("system-user-1", &path);
     assert_eq!(key_error(&err), &KeyError::PrivateKey, "{message}");
@@ -603,7 +607,7 @@ fn private_key_content_under_public_key_label_refused() {
     assert!(message.contains("-pubout"), "{message}");
 
     // PKCS#1 private content, under both public labels.
-    let traditional = openssl_text(&["rsa", "-traditional"], key().private_pem.as_bytes());
+    let traditional = openssl_text(&["rsa", "-traditional"], key().private_pem().as_bytes());
     assert!(traditional.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     for label in ["PUBLIC KEY", "RSA PUBLIC KEY"] {
         let path = write(
@@ -619,7 +623,7 @@ fn private_key_content_under_public_key_label_refused() {
 
 #[test]
 fn private_key_as_key_data_refused_naming_key_data() {
-    let config = config_with_key_data_line("inline-user", &STANDARD.encode(&key().private_pem));
+    let config = config_with_key_data_line("inline-user", &STANDARD.encode(key().private_pem()));
     let err = SystemAuth::builder()
         .config_yaml(&config)
         .build()
@@ -631,7 +635,7 @@ fn private_key_as_key_data_refused_naming_key_data() {
     assert!(message.contains("openssl rsa"), "{message}");
     assert!(message.contains("-pubout"), "{message}");
     // The key material itself is never echoed.
-    let body_line = key().private_pem.lines().nth(1).unwrap();
+    let body_line = key().private_pem().lines().nth(1).unwrap();
     assert!(!message.contains(body_line), "{message}");
 }
 
@@ -714,7 +718,7 @@ fn rsa_key_over_8192_bits_refused_as_too_large() {
 #[test]
 fn two_pem_blocks_in_one_file_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("{}{}", key().public_pem, stranger().public_pem);
+    let text = format!("{}{}", key().public_pem(), stranger().public_pem());
     let path = write(dir.path(), "two.pub", text);
     let (err, message) = refusal_for_path("system-user-1", &path);
     assert_eq!(key_error(&err), &KeyError::MultiplePemBlocks { count: 2 });
@@ -726,7 +730,7 @@ fn two_pem_blocks_in_one_file_refused() {
     let path = write(
         dir.path(),
         "bundle.pem",
-        format!("{cert}{}", key().public_pem),
+        format!("{cert}{}", key().public_pem()),
     );
     let (err, _) = refusal_for_path("system-user-1", &path);
     assert_eq!(key_error(&err), &KeyError::MultiplePemBlocks { count: 2 });
@@ -759,7 +763,7 @@ fn garbage_key_file_refused_naming_the_expected_block() {
 #[test]
 fn damaged_base64_inside_pem_block_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lines: Vec<String> = key().public_pem.lines().map(str::to_owned).collect();
+    let mut lines: Vec<String> = key().public_pem().lines().map(str::to_owned).collect();
     // Damage the middle of the body with characters outside base64.
     let middle = lines.len() / 2;
     lines[middle].replace_range(10..14, "!*?#");
@@ -772,7 +776,7 @@ fn damaged_base64_inside_pem_block_refused() {
     assert!(message.contains("damaged"), "{message}");
 
     // A truncated body (valid characters, cut short) is refused as well.
-    let body: String = key().public_pem.lines().nth(1).unwrap().to_owned();
+    let body: String = key().public_pem().lines().nth(1).unwrap().to_owned();
     let truncated = format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n");
     let path = write(dir.path(), "truncated.pub", truncated);
     let (err, message) = refusal_for_path("system-user-1", &path);
@@ -789,7 +793,7 @@ fn unsupported_label_refused_naming_the_label() {
         "req",
         "-new",
         "-key",
-        path_str(&key().private_path),
+        path_str(&key().private_path()),
         "-subj",
         "/CN=system-user-1",
     ]);
@@ -839,10 +843,10 @@ fn key_data_base64_of_non_pem_refused() {
 #[test]
 fn one_bad_key_refuses_the_whole_config_naming_that_user() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(dir.path(), "bad.pem", &key().private_pem);
+    let bad = write(dir.path(), "bad.pem", key().private_pem());
     let config = format!(
         "SystemAPIUsers:\n  - good-user:\n      Path: {}\n  - bad-user:\n      Path: {}\n",
-        key().public_path.display(),
+        key().public_path().display(),
         bad.display()
     );
     let err = SystemAuth::builder()
@@ -862,7 +866,7 @@ fn one_bad_key_refuses_the_whole_config_naming_that_user() {
 #[test]
 fn fingerprint_is_sha256_of_spki_der_as_openssl_computes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "k.pub", &key().public_pem);
+    let path = write(dir.path(), "k.pub", key().public_pem());
     let spki = openssl(&["pkey", "-pubin", "-in", path_str(&path), "-outform", "DER"]);
     assert_eq!(spki, key().public_der(), "openssl writes the same SPKI DER");
     let dgst = String::from_utf8(openssl_stdin(&["dgst", "-sha256"], &spki)).unwrap();
@@ -875,10 +879,10 @@ fn fingerprint_is_sha256_of_spki_der_as_openssl_computes_it() {
     assert_eq!(expected.len(), 64, "{dgst}");
     assert_eq!(expected, sha256_hex(&spki));
 
-    let parsed = PublicKey::from_pem(key().public_pem.as_bytes()).expect("loads");
+    let parsed = PublicKey::from_pem(key().public_pem().as_bytes()).expect("loads");
     let pkcs1 = openssl_stdin(
         &["rsa", "-pubin", "-RSAPublicKey_out", "-outform", "DER"],
-        key().public_pem.as_bytes(),
+        key().public_pem().as_bytes(),
     );
     assert_eq!(
         parsed.fingerprint_hex(),
@@ -899,7 +903,7 @@ fn fingerprint_is_sha256_of_spki_der_as_openssl_computes_it() {
 #[test]
 fn fingerprint_is_the_same_whatever_format_the_key_came_in() {
     let dir = tempfile::tempdir().unwrap();
-    let pkix = key().public_pem.clone();
+    let pkix = key().public_pem().to_owned();
     let pkcs1 = pkcs1_public_pem();
     let pkix_as_rsa = pem_relabel(pkix.as_bytes(), "RSA PUBLIC KEY");
     let pkcs1_as_public = pem_relabel(pkcs1.as_bytes(), "PUBLIC KEY");
@@ -918,7 +922,7 @@ fn fingerprint_is_the_same_whatever_format_the_key_came_in() {
         assert_eq!(parsed.bits(), 2048, "{what}");
     }
     // Another key has another fingerprint.
-    let other = PublicKey::from_pem(stranger().public_pem.as_bytes()).unwrap();
+    let other = PublicKey::from_pem(stranger().public_pem().as_bytes()).unwrap();
     assert_ne!(other.fingerprint(), reference);
 }
 
@@ -927,7 +931,7 @@ fn from_pem_refusals_match_build_refusals() {
     assert_eq!(PublicKey::from_pem(b"").unwrap_err(), KeyError::Empty);
     assert_eq!(PublicKey::from_pem(b" \n ").unwrap_err(), KeyError::Empty);
     assert_eq!(
-        PublicKey::from_pem(key().private_pem.as_bytes()).unwrap_err(),
+        PublicKey::from_pem(key().private_pem().as_bytes()).unwrap_err(),
         KeyError::PrivateKey
     );
     assert_eq!(
@@ -936,10 +940,10 @@ fn from_pem_refusals_match_build_refusals() {
     );
     let debug = format!(
         "{:?}",
-        PublicKey::from_pem(key().public_pem.as_bytes()).unwrap()
+        PublicKey::from_pem(key().public_pem().as_bytes()).unwrap()
     );
     // The Debug output shows the fingerprint, never key material.
-    let body_line = key().public_pem.lines().nth(1).unwrap();
+    let body_line = key().public_pem().lines().nth(1).unwrap();
     assert!(!debug.contains(body_line), "{debug}");
     assert!(debug.contains("2048"), "{debug}");
 }

@@ -1,10 +1,11 @@
-//! Property tests for hostile input (issue 5): whatever arrives in the
+//! Property tests for hostile input: whatever arrives in the
 //! `Authorization` header, in a token's header and payload, or in the config text,
 //! nothing panics, nothing is answered 5xx, and no token is accepted unless the
 //! user's own key signed claims that really are valid.
 //!
-//! The case counts keep the file at about ten seconds in a debug build on two cores;
-//! `PROPTEST_CASES=n` runs every property with `n` cases instead.
+//! The case counts keep these tests at about ten seconds in a debug build on two
+//! cores; `PROPTEST_CASES=n cargo test --test it properties::` runs every property
+//! with `n` cases instead.
 
 use std::{
     cell::Cell,
@@ -40,6 +41,8 @@ use zitadel_system_auth::{
     testing::{TEST_AUDIENCE, TEST_USER, TestKey},
 };
 
+use crate::model;
+
 /// The verifier's "now" (2023-11-14T22:13:20Z); clock offset 1 s, max age 1 h.
 const T: u64 = 1_700_000_000;
 /// The latest time a claim may name: 9999-12-31T23:59:59Z.
@@ -53,9 +56,6 @@ const USERS: [&str; 2] = [TEST_USER, OTHER_USER];
 const ALGORITHMS: [Algorithm; 6] = Algorithm::ALL;
 
 static KEYS: LazyLock<[TestKey; 2]> = LazyLock::new(|| [TestKey::generate(), TestKey::generate()]);
-
-#[path = "support/model.rs"]
-mod model;
 
 /// The configured users and their public keys, for the reference model.
 static USER_KEYS: LazyLock<[(&str, Vec<u8>); 2]> = LazyLock::new(|| {

@@ -1,7 +1,5 @@
-mod common;
-
-// `SystemAuth::verify` against ZITADEL's checks, with real RSA keys, real tokens
-// from independent signers, and an injected clock for exact boundaries.
+//! `SystemAuth::verify` against ZITADEL's checks, with real RSA keys, real tokens
+//! from independent signers, and an injected clock for exact boundaries.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -13,11 +11,15 @@ use base64::{
         general_purpose::{STANDARD, URL_SAFE_NO_PAD},
     },
 };
-use common::{AUD, USER, b64, key, other_key};
 use serde_json::json;
 use zitadel_system_auth::{
     Algorithm, AuthError, Membership, SystemAuth, SystemAuthBuilder, SystemUser,
     error::{AudienceHint, Claim, Malformed},
+};
+
+use crate::{
+    cases::{self, World},
+    common::{self, AUD, KeyExt as _, USER, b64, key, other_key},
 };
 
 /// The "current" time of most tests (2023-11-14T22:13:20Z).
@@ -63,7 +65,7 @@ fn payload(iat: &str, exp: &str) -> String {
 
 /// The default key signs `payload_json` under the plain RS256 header.
 fn raw(payload_json: &str) -> String {
-    key().sign_raw(RS, payload_json)
+    key().sign_raw(Algorithm::RS256, RS, payload_json)
 }
 
 /// Signs an arbitrary signing input (`header.payload`, already encoded) with the
@@ -74,7 +76,7 @@ fn sign_input(input: &str) -> String {
             "dgst",
             "-sha256",
             "-sign",
-            common::path_str(&key().private_path),
+            common::path_str(&key().private_path()),
             "-binary",
         ],
         input.as_bytes(),
@@ -155,6 +157,71 @@ fn hex_decode(text: &str) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
+// The table of refusals, through verify
+// ---------------------------------------------------------------------------
+
+/// Every token of the refusal table, through `SystemAuth::verify` (and, for a
+/// route's role, `SystemUser::require_role`): refused with the row's error, and the
+/// error's own answer (status, code, challenge, description, reason) is the row's.
+/// The cases that are headers rather than tokens are the layer's.
+#[test]
+fn every_refused_token_of_the_table() {
+    let world = World::new();
+    let table = cases::refusals();
+    let (mut failures, mut checked) = (Vec::new(), 0);
+    for case in &table {
+        let sent = (case.make)();
+        let Some(token) = sent.token() else { continue };
+        world.set_at(case.at);
+        let error = match (world.auth.verify(token), case.role) {
+            (Err(error), None) => error,
+            (Ok(user), Some(role)) => match user.require_role(role) {
+                Err(error) => error,
+                Ok(()) => {
+                    failures.push(format!("- {}: the user has the role {role}", case.name));
+                    continue;
+                }
+            },
+            (result, _) => {
+                failures.push(format!("- {}: {result:?}", case.name));
+                continue;
+            }
+        };
+        checked += 1;
+        let got = (
+            error.clone(),
+            error.status().as_u16(),
+            error.grpc_code(),
+            error.www_authenticate(),
+            error.to_string(),
+            error.reason(),
+        );
+        let want = (
+            case.error.clone(),
+            case.status,
+            case.code,
+            Some(case.www_authenticate.to_owned()),
+            cases::description(&case.error),
+            case.reason,
+        );
+        if got != want {
+            failures.push(format!("- {}: got {got:?}\n  want {want:?}", case.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} tokens failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        checked > 50,
+        "only {checked} of {} cases are tokens",
+        table.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Accepted tokens, from independent signers
 // ---------------------------------------------------------------------------
 
@@ -192,7 +259,7 @@ fn openssl_cli_rs256_token_is_accepted() {
 
 #[test]
 fn aws_lc_rs_ps256_token_is_accepted() {
-    let token = key().sign_raw_with(
+    let token = key().sign_raw(
         Algorithm::PS256,
         r#"{"alg":"PS256","typ":"JWT"}"#,
         &valid().to_string(),
@@ -221,7 +288,7 @@ fn openssl_ps256_with_hash_length_salt_is_accepted() {
             "dgst",
             "-sha256",
             "-sign",
-            common::path_str(&key().private_path),
+            common::path_str(&key().private_path()),
             "-sigopt",
             "rsa_padding_mode:pss",
             "-sigopt",
@@ -245,7 +312,7 @@ fn ps256_with_maximal_salt_is_refused() {
             "dgst",
             "-sha256",
             "-sign",
-            common::path_str(&key().private_path),
+            common::path_str(&key().private_path()),
             "-sigopt",
             "rsa_padding_mode:pss",
             "-sigopt",
@@ -1124,7 +1191,11 @@ fn alg_none_is_refused_in_any_spelling() {
             );
         }
         // And with a real RS256 signature over this input.
-        let signed = key().sign_raw(&format!(r#"{{"alg":"{alg}"}}"#), &valid().to_string());
+        let signed = key().sign_raw(
+            Algorithm::RS256,
+            &format!(r#"{{"alg":"{alg}"}}"#),
+            &valid().to_string(),
+        );
         assert_eq!(
             refused(auth().verify(&signed)),
             AuthError::AlgorithmNotAllowed,
@@ -1135,7 +1206,7 @@ fn alg_none_is_refused_in_any_spelling() {
 
 #[test]
 fn hs256_with_the_public_key_as_secret_is_refused() {
-    for secret in [key().public_pem.as_bytes().to_vec(), key().public_der()] {
+    for secret in [key().public_pem().as_bytes().to_vec(), key().public_der()] {
         let input = format!(
             "{}.{}",
             b64(br#"{"alg":"HS256","typ":"JWT"}"#),
@@ -1161,7 +1232,11 @@ fn non_rsa_and_unknown_algorithms_are_refused() {
     for alg in [
         "ES256", "ES384", "EdDSA", "HS384", "HS512", "rs256", "RS256 ", "RSA", "",
     ] {
-        let token = key().sign_raw(&format!(r#"{{"alg":"{alg}"}}"#), &valid().to_string());
+        let token = key().sign_raw(
+            Algorithm::RS256,
+            &format!(r#"{{"alg":"{alg}"}}"#),
+            &valid().to_string(),
+        );
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::AlgorithmNotAllowed,
@@ -1179,7 +1254,7 @@ fn alg_of_wrong_type_or_missing_is_malformed() {
         r#"{"typ":"JWT"}"#,
         r#"{}"#,
     ] {
-        let token = key().sign_raw(header, &valid().to_string());
+        let token = key().sign_raw(Algorithm::RS256, header, &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::Malformed(Malformed::HeaderJson),
@@ -1234,14 +1309,14 @@ fn rs384_and_rs512_need_to_be_allowed() {
 #[test]
 fn alg_must_match_the_signature() {
     // A PS256 header over an RS256 signature.
-    let token = key().sign_raw_with(
+    let token = key().sign_raw(
         Algorithm::RS256,
         r#"{"alg":"PS256","typ":"JWT"}"#,
         &valid().to_string(),
     );
     assert_eq!(refused(auth().verify(&token)), AuthError::InvalidSignature);
     // An RS256 header over a PS256 signature.
-    let token = key().sign_raw_with(
+    let token = key().sign_raw(
         Algorithm::PS256,
         r#"{"alg":"RS256","typ":"JWT"}"#,
         &valid().to_string(),
@@ -1252,7 +1327,7 @@ fn alg_must_match_the_signature() {
         .algorithms([Algorithm::RS256, Algorithm::RS384])
         .build()
         .unwrap();
-    let token = key().sign_raw(r#"{"alg":"RS384"}"#, &valid().to_string());
+    let token = key().sign_raw(Algorithm::RS256, r#"{"alg":"RS384"}"#, &valid().to_string());
     assert_eq!(refused(auth.verify(&token)), AuthError::InvalidSignature);
 }
 
@@ -1263,7 +1338,7 @@ fn crit_header_is_refused() {
         r#"{"alg":"RS256","crit":[]}"#,
         r#"{"alg":"RS256","crit":"b64"}"#,
     ] {
-        let token = key().sign_raw(header, &valid().to_string());
+        let token = key().sign_raw(Algorithm::RS256, header, &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::CriticalHeader,
@@ -1280,7 +1355,7 @@ fn typ_jwt_in_any_case_is_accepted() {
         r#"{"alg":"RS256","typ":"Jwt"}"#,
         r#"{"alg":"RS256"}"#,
     ] {
-        let token = key().sign_raw(header, &valid().to_string());
+        let token = key().sign_raw(Algorithm::RS256, header, &valid().to_string());
         ok(auth().verify(&token));
     }
 }
@@ -1296,7 +1371,7 @@ fn other_typ_is_refused() {
         r#"{"alg":"RS256","typ":null}"#,
         r#"{"alg":"RS256","typ":["JWT"]}"#,
     ] {
-        let token = key().sign_raw(header, &valid().to_string());
+        let token = key().sign_raw(Algorithm::RS256, header, &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::UnsupportedType,
@@ -1327,7 +1402,7 @@ fn key_carrying_headers_are_refused_even_for_the_right_key() {
     ] {
         let mut header = json!({ "alg": "RS256", "typ": "JWT" });
         header[name] = value;
-        let token = key().sign_raw(&header.to_string(), &valid().to_string());
+        let token = key().sign_raw(Algorithm::RS256, &header.to_string(), &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::RefusedHeaderMember,
@@ -1336,7 +1411,7 @@ fn key_carrying_headers_are_refused_even_for_the_right_key() {
     }
     // A string kid (never used to find the key) is fine.
     let header = json!({ "alg": "RS256", "typ": "JWT", "kid": "some-other-user" });
-    ok(auth().verify(&key().sign_raw(&header.to_string(), &valid().to_string())));
+    ok(auth().verify(&key().sign_raw(Algorithm::RS256, &header.to_string(), &valid().to_string())));
 }
 
 #[test]
@@ -1345,7 +1420,7 @@ fn embedded_jwk_of_the_attackers_key_is_refused() {
         "rsa",
         "-pubin",
         "-in",
-        common::path_str(&other_key().public_path),
+        common::path_str(&other_key().public_path()),
         "-noout",
         "-modulus",
     ]);
@@ -1364,7 +1439,8 @@ fn embedded_jwk_of_the_attackers_key_is_refused() {
             "x5u": "https://evil.example/cert.pem",
         }),
     ] {
-        let token = other_key().sign_raw(&header.to_string(), &valid().to_string());
+        let token =
+            other_key().sign_raw(Algorithm::RS256, &header.to_string(), &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::RefusedHeaderMember,
@@ -1543,7 +1619,7 @@ fn payload_that_is_not_a_json_object_is_malformed() {
 #[test]
 fn header_that_is_not_a_json_object_is_malformed() {
     for header in [r#"["RS256"]"#, r#""RS256""#, "", r#"{"alg":"RS256""#] {
-        let token = key().sign_raw(header, &valid().to_string());
+        let token = key().sign_raw(Algorithm::RS256, header, &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::Malformed(Malformed::HeaderJson),
@@ -1635,13 +1711,17 @@ fn lone_surrogate_escapes_are_malformed() {
             T + 3600
         );
         assert_eq!(
-            refused(auth().verify(&key().sign_raw(RS, &pay))),
+            refused(auth().verify(&key().sign_raw(Algorithm::RS256, RS, &pay))),
             AuthError::Malformed(Malformed::PayloadJson),
             "payload {escape} {name}"
         );
         let header = format!(r#"{{"alg":"RS256","{name}":"{escape}"}}"#);
         assert_eq!(
-            refused(auth().verify(&key().sign_raw(&header, &valid().to_string()))),
+            refused(auth().verify(&key().sign_raw(
+                Algorithm::RS256,
+                &header,
+                &valid().to_string()
+            ))),
             AuthError::Malformed(Malformed::HeaderJson),
             "header {escape} {name}"
         );
@@ -1651,7 +1731,7 @@ fn lone_surrogate_escapes_are_malformed() {
         r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"x":"\ud83d\ude00"}}"#,
         T + 3600
     );
-    ok(auth().verify(&key().sign_raw(RS, &pay)));
+    ok(auth().verify(&key().sign_raw(Algorithm::RS256, RS, &pay)));
 }
 
 #[test]
@@ -1692,7 +1772,7 @@ fn duplicate_member_names_are_refused() {
         r#"{"alg":"RS256","typ":"JWT","typ":"JWT"}"#,
         r#"{"alg":"RS256","kid":"a","kid":"b"}"#,
     ] {
-        let token = key().sign_raw(header, &valid().to_string());
+        let token = key().sign_raw(Algorithm::RS256, header, &valid().to_string());
         assert_eq!(
             refused(auth().verify(&token)),
             AuthError::Malformed(Malformed::DuplicateMember),
@@ -1726,13 +1806,17 @@ fn duplicate_names_at_any_depth_are_refused() {
             T + 3600
         );
         assert_eq!(
-            refused(auth().verify(&key().sign_raw(RS, &pay))),
+            refused(auth().verify(&key().sign_raw(Algorithm::RS256, RS, &pay))),
             duplicate,
             "payload {nested}"
         );
         let header = format!(r#"{{"alg":"RS256","ext":{nested}}}"#);
         assert_eq!(
-            refused(auth().verify(&key().sign_raw(&header, &valid().to_string()))),
+            refused(auth().verify(&key().sign_raw(
+                Algorithm::RS256,
+                &header,
+                &valid().to_string()
+            ))),
             duplicate,
             "header {nested}"
         );
@@ -1752,19 +1836,23 @@ fn nesting_up_to_64_levels_is_fine_and_the_signature_still_matters() {
                 nested(depth)
             )
         };
-        ok(auth().verify(&key().sign_raw(RS, &pay(63))));
+        ok(auth().verify(&key().sign_raw(Algorithm::RS256, RS, &pay(63))));
         assert_eq!(
-            refused(auth().verify(&other_key().sign_raw(RS, &pay(63)))),
+            refused(auth().verify(&other_key().sign_raw(Algorithm::RS256, RS, &pay(63)))),
             AuthError::InvalidSignature
         );
         assert_eq!(
-            refused(auth().verify(&key().sign_raw(RS, &pay(64)))),
+            refused(auth().verify(&key().sign_raw(Algorithm::RS256, RS, &pay(64)))),
             AuthError::Malformed(Malformed::NestingTooDeep),
             "{open}"
         );
         let header = format!(r#"{{"alg":"RS256","deep":{}}}"#, nested(64));
         assert_eq!(
-            refused(auth().verify(&key().sign_raw(&header, &valid().to_string()))),
+            refused(auth().verify(&key().sign_raw(
+                Algorithm::RS256,
+                &header,
+                &valid().to_string()
+            ))),
             AuthError::Malformed(Malformed::NestingTooDeep),
             "{open}"
         );
@@ -1784,8 +1872,8 @@ fn deep_nesting_in_an_unknown_claim_does_not_panic() {
                 r#"{{"iss":"{USER}","sub":"{USER}","aud":"{AUD}","iat":{T},"exp":{},"deep":{nested}}}"#,
                 T + 3600
             );
-            let good = auth.verify(&key().sign_raw(RS, &pay));
-            let bad = auth.verify(&other_key().sign_raw(RS, &pay));
+            let good = auth.verify(&key().sign_raw(Algorithm::RS256, RS, &pay));
+            let bad = auth.verify(&other_key().sign_raw(Algorithm::RS256, RS, &pay));
             // Accepted or refused, but consistently: a wrong key never passes.
             let bad = bad.expect_err("another key's token passed");
             match good {
@@ -1817,14 +1905,14 @@ fn default_length_cap_is_exact() {
         .flat_map(|s| (5000..7000).map(move |p| (s, p)))
         .find(|&(s, p)| total(s, p) == 8192)
         .expect("a padding for 8192 bytes");
-    let exact = key().sign_raw(&header_text(spaces), &claims_text(pad));
+    let exact = key().sign_raw(Algorithm::RS256, &header_text(spaces), &claims_text(pad));
     assert_eq!(exact.len(), 8192);
     ok(auth().verify(&exact));
     let (spaces, pad) = (0..3)
         .flat_map(|s| (5000..7000).map(move |p| (s, p)))
         .find(|&(s, p)| total(s, p) == 8193)
         .expect("a padding for 8193 bytes");
-    let over = key().sign_raw(&header_text(spaces), &claims_text(pad));
+    let over = key().sign_raw(Algorithm::RS256, &header_text(spaces), &claims_text(pad));
     assert_eq!(over.len(), 8193);
     assert_eq!(
         refused(auth().verify(&over)),

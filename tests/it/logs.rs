@@ -1,58 +1,43 @@
-//! What the crate logs about refusals and failed reloads (issue 5, point 5): the
-//! reason, never the token, a claim value from it, or key material; and refusal
-//! logs are rate-limited.
+//! What the crate logs about refusals and failed reloads: the reason, never the
+//! token, a claim value from it, or key material; and refusal logs are
+//! rate-limited.
 //!
-//! Each test captures the tracing output in a buffer: a scoped subscriber for work
-//! on the test's own thread, and (in `the_watcher_logs_failed_reloads_without_key_material`)
-//! the global one for the reload thread.
-
-mod common;
+//! Each test captures the tracing output of its own thread in a buffer (a scoped
+//! subscriber); the watcher's reload thread, which no scoped subscriber reaches,
+//! writes to the test binary's global capture (`common::reload_log`).
 
 use std::{
     io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::OnceLock,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use axum::{
     Router,
     body::Body,
-    http::{HeaderValue, Request, StatusCode, header},
+    http::{Request, StatusCode, header},
     routing::get,
 };
-use base64::{
-    Engine as _,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
-use common::Captured;
-use serde_json::json;
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use tower::ServiceExt as _;
-use zitadel_system_auth::{
-    Algorithm, ReloadOutcome, SystemAuth,
-    testing::{KeyForm, TEST_AUDIENCE, TEST_USER, TestKey, write_config},
+use zitadel_system_auth::{ReloadOutcome, SystemAuth, testing::TestKey};
+
+use crate::{
+    cases::{self, MARK, USER, World, keys},
+    common::{self, Captured},
 };
 
-/// A marker put into every attacker-chosen value: it must never be logged.
-const MARK: &str = "intruder5c1d";
-
-/// `REFUSAL_LOGS_PER_SECOND` in the crate's `auth` module (not re-exported).
+/// Refusals logged in one second at most (the README: 20 a second; the crate
+/// exports the number as `REFUSAL_LOGS_PER_SECOND`).
 const REFUSAL_LOGS_PER_SECOND: usize = 20;
 
-// ---------------------------------------------------------------------------
-// Capturing
-// ---------------------------------------------------------------------------
-
-/// The global subscriber's buffer, for threads the crate starts itself.
-fn global() -> &'static Captured {
-    static GLOBAL: OnceLock<Captured> = OnceLock::new();
-    GLOBAL.get_or_init(|| {
-        let buffer = Captured::default();
-        tracing::subscriber::set_global_default(buffer.subscriber())
-            .expect("no other global subscriber in this test binary");
-        buffer
-    })
+#[test]
+fn the_refusal_log_rate_is_the_documented_one() {
+    assert_eq!(
+        zitadel_system_auth::REFUSAL_LOGS_PER_SECOND as usize,
+        REFUSAL_LOGS_PER_SECOND
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -67,10 +52,28 @@ const GUIDANCE: &[&str] = &["expected -----BEGIN PUBLIC KEY----- or -----BEGIN C
 struct Secrets(Vec<(String, String)>);
 
 impl Secrets {
+    /// Every key of the cases, in every form.
+    fn of_the_keys() -> Secrets {
+        let k = keys();
+        let mut secrets = Secrets::default();
+        secrets.key("user key", &k.user, &k.attacker);
+        secrets.key("user 2 key", &k.user2, &k.attacker);
+        secrets.key("certificate key", &k.cert, &k.attacker);
+        secrets.key("attacker key", &k.attacker, &k.user);
+        secrets
+    }
+
     fn add(&mut self, label: impl Into<String>, text: impl Into<String>) {
         let text = text.into();
         if text.len() >= 12 {
             self.0.push((label.into(), text));
+        }
+    }
+
+    /// What a request sent (`cases::Sent::secrets`).
+    fn sent(&mut self, label: &str, sent: &cases::Sent) {
+        for secret in sent.secrets() {
+            self.add(format!("{label}: what was sent"), secret);
         }
     }
 
@@ -175,357 +178,99 @@ fn pem_body(pem: &str) -> String {
     pem.lines().filter(|l| !l.starts_with("-----")).collect()
 }
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 // ---------------------------------------------------------------------------
-// A configured user, an attacker, and every kind of refusal
+// Refusals: every case of the table
 // ---------------------------------------------------------------------------
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    user: TestKey,
-    attacker: TestKey,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let user = TestKey::generate();
-        let config = write_config(
-            dir.path(),
-            "custom-domain.com",
-            &[(TEST_USER, &user)],
-            KeyForm::Path,
-        )
-        .unwrap();
-        Fixture {
-            dir,
-            config,
-            user,
-            attacker: TestKey::generate(),
-        }
-    }
-
-    /// A fresh verifier (its own refusal rate limit), not watching.
-    fn auth(&self) -> SystemAuth {
-        SystemAuth::builder()
-            .config_file(&self.config)
-            .watch(false)
-            .build()
-            .unwrap()
-    }
-
-    fn key_file(&self) -> PathBuf {
-        self.dir.path().join(format!("{TEST_USER}.pub"))
-    }
-
-    fn secrets(&self) -> Secrets {
-        let mut secrets = Secrets::default();
-        secrets.key("user key", &self.user, &self.attacker);
-        secrets.key("attacker key", &self.attacker, &self.user);
-        secrets
-    }
-}
-
-struct Refusal {
-    name: &'static str,
-    token: String,
-    reason: &'static str,
-}
-
-fn refusals(f: &Fixture) -> Vec<Refusal> {
-    let t = || f.user.token(TEST_USER, TEST_AUDIENCE);
-    let header = r#"{"alg":"RS256","typ":"JWT"}"#;
-    let strip_sig = |token: String| token[..token.rfind('.').unwrap()].to_owned();
-    let valid = t().build();
-    let mut flipped = URL_SAFE_NO_PAD
-        .decode(valid.rsplit('.').next().unwrap())
-        .unwrap();
-    flipped[7] ^= 1;
-    let hmac_input = strip_sig(t().header("alg", "HS256").build());
-    let hmac_sig = aws_lc_rs::hmac::sign(
-        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, f.user.public_pem().as_bytes()),
-        hmac_input.as_bytes(),
-    );
-    let r = |name, token: String, reason| Refusal {
-        name,
-        token,
-        reason,
-    };
-    vec![
-        r(
-            "no dots",
-            format!("{MARK}-junk-token-without-dots"),
-            "malformed",
-        ),
-        r(
-            "header not base64url",
-            format!("{MARK}!{valid}"),
-            "malformed",
-        ),
-        r(
-            "payload not an object",
-            f.user
-                .sign_raw(Algorithm::RS256, header, &format!("[\"{MARK}\"]")),
-            "malformed",
-        ),
-        r(
-            "duplicate member",
-            f.user.sign_raw(
-                Algorithm::RS256,
-                header,
-                &format!("{{\"iss\":\"{MARK}\",\"iss\":\"{MARK}\"}}"),
-            ),
-            "malformed",
-        ),
-        r(
-            "signature not base64url",
-            format!("{}.{MARK}!!", strip_sig(valid.clone())),
-            "malformed",
-        ),
-        r(
-            "invalid UTF-8 in the payload",
-            format!(
-                "{}.{}.{}",
-                b64(header),
-                b64([format!("{{\"iss\":\"{MARK}").as_bytes(), b"\xff\"}"].concat()),
-                valid.rsplit('.').next().unwrap()
-            ),
-            "malformed",
-        ),
-        r(
-            "too long",
-            format!(
-                "{}.{}.{}",
-                MARK.repeat(300),
-                MARK.repeat(300),
-                MARK.repeat(300)
-            ),
-            "token_too_long",
-        ),
-        r(
-            "audience",
-            t().audience(&format!("https://{MARK}.example")).build(),
-            "audience",
-        ),
-        r("aud missing", t().without("aud").build(), "missing_claim"),
-        r(
-            "aud mistyped",
-            t().claim("aud", json!([MARK, 1])).build(),
-            "invalid_claim",
-        ),
-        r(
-            "exp a string",
-            t().claim("exp", format!("{MARK}-tomorrow")).build(),
-            "invalid_claim",
-        ),
-        r("expired", t().expired().build(), "expired"),
-        r(
-            "iat in the future",
-            t().issued_in_future().build(),
-            "iat_in_future",
-        ),
-        r(
-            "iat too old",
-            t().issued_too_long_ago().build(),
-            "iat_too_old",
-        ),
-        r(
-            "nbf in the future",
-            t().claim("nbf", now() + 600).build(),
-            "not_yet_valid",
-        ),
-        r(
-            "iss differs from sub",
-            t().claim("sub", format!("{MARK}-sub")).build(),
-            "iss_sub_mismatch",
-        ),
-        r(
-            "unknown user",
-            f.attacker
-                .token(&format!("{MARK}-user"), TEST_AUDIENCE)
-                .build(),
-            "unknown_user",
-        ),
-        r("crit", t().header("crit", json!([MARK])).build(), "crit"),
-        r("typ", t().header("typ", MARK).build(), "typ"),
-        r("alg unknown", t().header("alg", MARK).build(), "algorithm"),
-        r(
-            "alg none",
-            format!("{}.", strip_sig(t().header("alg", "none").build())),
-            "algorithm",
-        ),
-        r(
-            "HS256 with the public key as secret",
-            format!("{hmac_input}.{}", b64(hmac_sig.as_ref())),
-            "algorithm",
-        ),
-        r(
-            "RS512 (not allowed)",
-            t().algorithm(Algorithm::RS512).build(),
-            "algorithm",
-        ),
-        r(
-            "signed by the attacker",
-            t().signed_by(&f.attacker).header("kid", MARK).build(),
-            "signature",
-        ),
-        r(
-            "signed by the attacker with an embedded jwk",
-            t().signed_by(&f.attacker)
-                .header("jwk", json!({"kty": "RSA", "n": MARK, "e": "AQAB"}))
-                .build(),
-            "header_member",
-        ),
-        r(
-            "bit flipped",
-            format!("{}.{}", strip_sig(valid.clone()), b64(&flipped)),
-            "signature",
-        ),
-        r(
-            "signature truncated",
-            format!("{}.{}", strip_sig(valid.clone()), b64(&flipped[..200])),
-            "signature",
-        ),
-    ]
-}
-
-// ---------------------------------------------------------------------------
-// Refusals
-// ---------------------------------------------------------------------------
-
+/// Every token of the refusal table, through `verify` (each with a verifier of its
+/// own, so the rate limit never hides a line): one line `system user token
+/// refused` with the row's reason, and nothing of the token, the keys or an
+/// attacker-chosen value, in the log or in the error's own text.
 #[test]
 fn refusals_through_verify_log_the_reason_and_nothing_of_the_token() {
-    let f = Fixture::new();
-    let cases = refusals(&f);
+    let world = World::new();
     let buffer = Captured::default();
+    let mut checked = 0;
     tracing::subscriber::with_default(buffer.subscriber(), || {
-        for case in &cases {
-            let auth = f.auth();
+        for case in cases::refusals() {
+            // A route's role is checked after `verify`, which accepts the token.
+            if case.role.is_some() {
+                continue;
+            }
+            let sent = (case.make)();
+            let Some(token) = sent.token() else { continue };
+            world.set_at(case.at);
+            let auth = world.builder().build().expect("build SystemAuth");
             buffer.take();
-            let error = auth.verify(&case.token).expect_err(case.name);
-            assert_eq!(error.reason(), case.reason, "{}", case.name);
+            let error = auth.verify(token).expect_err(case.name);
             let text = buffer.take();
             assert!(
                 text.contains("system user token refused") && has_reason(&text, case.reason),
-                "{}: no refusal logged:\n{text}",
-                case.name
+                "{}: no refusal logged with reason {}:\n{text}",
+                case.name,
+                case.reason
             );
-            let mut secrets = f.secrets();
-            secrets.token(case.name, &case.token);
+            let mut secrets = Secrets::of_the_keys();
+            secrets.sent(case.name, &sent);
             secrets.assert_absent_from(&text, case.name);
             // The error's own text (what an application would log) is clean too.
             secrets.assert_absent_from(&format!("{error} {error:?}"), case.name);
+            checked += 1;
         }
 
         // An accepted token is logged (at debug, with the user id), not the token.
-        let token = f.user.token(TEST_USER, TEST_AUDIENCE).build();
-        f.auth().verify(&token).unwrap();
+        world.set_at(cases::At::T);
+        let token = cases::valid();
+        world.builder().build().unwrap().verify(&token).unwrap();
         let text = buffer.take();
         assert!(
-            text.contains("system user token accepted") && text.contains(TEST_USER),
+            text.contains("system user token accepted") && text.contains(USER),
             "{text}"
         );
-        let mut secrets = f.secrets();
+        let mut secrets = Secrets::of_the_keys();
         secrets.token("accepted", &token);
         secrets.assert_absent_from(&text, "accepted");
     });
-    eprintln!("{} refusals checked through verify", cases.len());
+    eprintln!("{checked} refusals checked through verify");
 }
 
+/// Every case of the refusal table through the layer: the row's reason, nothing
+/// of what was sent. (A route's role is refused after the layer accepted the
+/// token, which it logs as accepted; what was sent is not logged either.)
 #[tokio::test(flavor = "current_thread")]
 async fn refusals_through_the_layer_log_the_reason_and_nothing_of_the_token() {
-    let f = Fixture::new();
+    let world = World::new();
     let buffer = Captured::default();
     let _guard = tracing::subscriber::set_default(buffer.subscriber());
-
-    let bearer = |t: &str| HeaderValue::from_str(&format!("Bearer {t}")).unwrap();
-    let valid = f.user.token(TEST_USER, TEST_AUDIENCE).build();
-    let basic = STANDARD.encode(format!("{MARK}:hunter2-password"));
-    let mut cases: Vec<(&str, Vec<HeaderValue>, &str, Vec<String>)> = refusals(&f)
-        .into_iter()
-        .map(|r| {
-            let token = r.token.clone();
-            (r.name, vec![bearer(&r.token)], r.reason, vec![token])
-        })
-        .collect();
-    cases.push(("no header", vec![], "missing_token", vec![]));
-    cases.push((
-        "Basic credentials",
-        vec![HeaderValue::from_str(&format!("Basic {basic}")).unwrap()],
-        "missing_token",
-        vec![basic.clone()],
-    ));
-    cases.push((
-        "another scheme with a valid token",
-        vec![HeaderValue::from_str(&format!("Token {valid}")).unwrap()],
-        "missing_token",
-        vec![valid.clone()],
-    ));
-    cases.push((
-        "two Authorization headers",
-        vec![bearer(&valid), bearer(&format!("{MARK}.{MARK}.{MARK}"))],
-        "multiple_authorization_headers",
-        vec![valid.clone()],
-    ));
-    cases.push((
-        "non-ASCII header",
-        vec![
-            HeaderValue::from_bytes(
-                &[format!("Bearer {valid}{MARK}").as_bytes(), b"\xff"].concat(),
-            )
-            .unwrap(),
-        ],
-        "malformed",
-        vec![valid.clone()],
-    ));
-    cases.push((
-        "empty bearer token",
-        vec![HeaderValue::from_static("Bearer ")],
-        "malformed",
-        vec![],
-    ));
-
-    for (name, values, reason, tokens) in &cases {
-        let auth = f.auth();
-        let app = Router::new()
-            .route("/", get(|| async { "called" }))
-            .layer(auth.layer());
-        let mut request = Request::get("/").body(Body::empty()).unwrap();
-        for value in values {
-            request
-                .headers_mut()
-                .append(header::AUTHORIZATION, value.clone());
-        }
+    let table = cases::refusals();
+    for case in &table {
+        world.set_at(case.at);
+        let auth = world.builder().build().expect("build SystemAuth");
+        let (app, _) = cases::app(&auth, case.role);
+        let sent = (case.make)();
         buffer.take();
-        let response = app.oneshot(request).await.unwrap();
-        assert_ne!(response.status(), StatusCode::OK, "{name}");
+        let response = app.oneshot(sent.request(false)).await.unwrap();
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.name);
         let text = buffer.take();
-        assert!(
-            text.contains("system user token refused") && has_reason(&text, reason),
-            "{name}: no refusal logged:\n{text}"
-        );
-        let mut secrets = f.secrets();
-        for token in tokens {
-            secrets.token(name, token);
+        if case.role.is_none() {
+            assert!(
+                text.contains("system user token refused") && has_reason(&text, case.reason),
+                "{}: no refusal logged with reason {}:\n{text}",
+                case.name,
+                case.reason
+            );
         }
-        secrets.assert_absent_from(&text, name);
+        let mut secrets = Secrets::of_the_keys();
+        secrets.sent(case.name, &sent);
+        secrets.assert_absent_from(&text, case.name);
     }
 
     // Accepted through the layer: the user id, not the token.
+    world.set_at(cases::At::T);
+    let valid = cases::valid();
     let app = Router::new()
         .route("/", get(|| async { "called" }))
-        .layer(f.auth().layer());
+        .layer(world.builder().build().unwrap().layer());
     let request = Request::get("/")
         .header(header::AUTHORIZATION, format!("Bearer {valid}"))
         .body(Body::empty())
@@ -533,10 +278,10 @@ async fn refusals_through_the_layer_log_the_reason_and_nothing_of_the_token() {
     assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
     let text = buffer.take();
     assert!(text.contains("system user token accepted"), "{text}");
-    let mut secrets = f.secrets();
+    let mut secrets = Secrets::of_the_keys();
     secrets.token("accepted", &valid);
     secrets.assert_absent_from(&text, "accepted through the layer");
-    eprintln!("{} refusals checked through the layer", cases.len());
+    eprintln!("{} refusals checked through the layer", table.len());
 }
 
 // ---------------------------------------------------------------------------
@@ -566,8 +311,8 @@ fn suppressed_total(text: &str) -> usize {
 #[test]
 fn a_flood_of_refusals_is_logged_at_a_bounded_rate_and_summarised() {
     const FLOOD: usize = 10_000;
-    let f = Fixture::new();
-    let auth = f.auth();
+    let world = World::new();
+    let auth = &world.auth;
     let buffer = Captured::default();
     tracing::subscriber::with_default(buffer.subscriber(), || {
         let start = Instant::now();
@@ -590,14 +335,12 @@ fn a_flood_of_refusals_is_logged_at_a_bounded_rate_and_summarised() {
         );
 
         // The count of what was not logged appears once the next second begins
-        // (with the next refusal).
-        let into_second = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        std::thread::sleep(Duration::from_nanos(
-            1_000_000_000 - u64::from(into_second) + 50_000_000,
-        ));
+        // (with the next refusal): wait for the wall clock's next second.
+        let second = |time: SystemTime| time.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let last = second(SystemTime::now());
+        while second(SystemTime::now()) == last {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = auth.verify(&format!("junk-{MARK}-last"));
         let text = buffer.text();
         let logged = count(&text, "system user token refused");
@@ -608,7 +351,7 @@ fn a_flood_of_refusals_is_logged_at_a_bounded_rate_and_summarised() {
             FLOOD + 1,
             "every refusal is either logged or counted in a summary:\n{text}"
         );
-        f.secrets().assert_absent_from(&text, "flood");
+        Secrets::of_the_keys().assert_absent_from(&text, "flood");
         assert!(!text.contains("junk-"), "a junk token was logged");
         eprintln!(
             "flood: {FLOOD} refusals in {elapsed:?}; {logged} logged, {suppressed} summarised"
@@ -648,12 +391,13 @@ fn small_public_pem() -> Option<Vec<u8>> {
     out.status.success().then_some(out.stdout)
 }
 
-fn bad_changes(f: &Fixture) -> Vec<BadChange> {
-    let private = f.user.private_pem();
-    let public = f.user.public_pem();
+fn bad_changes(world: &World) -> Vec<BadChange> {
+    let user = &keys().user;
+    let private = user.private_pem();
+    let public = user.public_pem();
     let private_data = STANDARD.encode(private);
     let header = "ExternalDomain: custom-domain.com\nExternalPort: 443\nExternalSecure: true\n";
-    let private_path = f.dir.path().join("private.pem");
+    let private_path = world.dir().join("private.pem");
     std::fs::write(&private_path, private).unwrap();
     let mut damaged = public.to_owned();
     let at = damaged.find('\n').unwrap() + 20;
@@ -687,22 +431,22 @@ fn bad_changes(f: &Fixture) -> Vec<BadChange> {
         ),
         key(
             "key file: KeyData (base64 of the PEM) instead of PEM",
-            f.user.key_data().into_bytes(),
+            user.key_data().into_bytes(),
         ),
         config(
             "config: broken YAML next to private KeyData",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      KeyData: {private_data}\n     broken: [\n"
+                "SystemAPIUsers:\n  - {USER}:\n      KeyData: {private_data}\n     broken: [\n"
             ),
         ),
         config(
             "config: KeyData holds the private key",
-            format!("SystemAPIUsers:\n  - {TEST_USER}:\n      KeyData: {private_data}\n"),
+            format!("SystemAPIUsers:\n  - {USER}:\n      KeyData: {private_data}\n"),
         ),
         config(
             "config: KeyData holds the private PEM text",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      KeyData: |\n{}",
+                "SystemAPIUsers:\n  - {USER}:\n      KeyData: |\n{}",
                 private
                     .lines()
                     .map(|l| format!("        {l}\n"))
@@ -712,7 +456,7 @@ fn bad_changes(f: &Fixture) -> Vec<BadChange> {
         config(
             "config: KeyData holds damaged base64 of the private key",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      KeyData: {}*{}\n",
+                "SystemAPIUsers:\n  - {USER}:\n      KeyData: {}*{}\n",
                 &private_data[..40],
                 &private_data[40..]
             ),
@@ -720,17 +464,17 @@ fn bad_changes(f: &Fixture) -> Vec<BadChange> {
         config(
             "config: Path names the private key file",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      Path: {}\n",
+                "SystemAPIUsers:\n  - {USER}:\n      Path: {}\n",
                 private_path.display()
             ),
         ),
         config(
             "config: the user's value is the private key data (KeyData: forgotten)",
-            format!("SystemAPIUsers:\n  - {TEST_USER}: {private_data}\n"),
+            format!("SystemAPIUsers:\n  - {USER}: {private_data}\n"),
         ),
         config(
             "config: the user's value is the public key data (KeyData: forgotten)",
-            format!("SystemAPIUsers:\n  - {TEST_USER}: {}\n", f.user.key_data()),
+            format!("SystemAPIUsers:\n  - {USER}: {}\n", user.key_data()),
         ),
         config(
             "config: SystemAPIUsers is the private key data",
@@ -738,34 +482,34 @@ fn bad_changes(f: &Fixture) -> Vec<BadChange> {
         ),
         config(
             "config: JSON form with a syntax error after private keyData",
-            format!("SystemAPIUsers: '{{\"{TEST_USER}\": {{\"keyData\": \"{private_data}\"}}'\n"),
+            format!("SystemAPIUsers: '{{\"{USER}\": {{\"keyData\": \"{private_data}\"}}'\n"),
         ),
         config(
             "config: Memberships holds the private key data",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      Path: {}\n      Memberships: {private_data}\n",
-                f.key_file().display()
+                "SystemAPIUsers:\n  - {USER}:\n      Path: {}\n      Memberships: {private_data}\n",
+                key_file(world).display()
             ),
         ),
         config(
             "config: Roles holds a list of the private key data",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: [[{private_data}]]\n",
-                f.key_file().display()
+                "SystemAPIUsers:\n  - {USER}:\n      Path: {}\n      Memberships:\n        - MemberType: System\n          Roles: [[{private_data}]]\n",
+                key_file(world).display()
             ),
         ),
         config(
             "config: MemberType holds the private key data",
             format!(
-                "SystemAPIUsers:\n  - {TEST_USER}:\n      Path: {}\n      Memberships:\n        - MemberType: {private_data}\n          Roles: [SYSTEM_OWNER]\n",
-                f.key_file().display()
+                "SystemAPIUsers:\n  - {USER}:\n      Path: {}\n      Memberships:\n        - MemberType: {private_data}\n          Roles: [SYSTEM_OWNER]\n",
+                key_file(world).display()
             ),
         ),
         config(
             "config: ExternalPort holds the private key data",
             format!(
-                "ExternalPort: {private_data}\nSystemAPIUsers:\n  - {TEST_USER}:\n      Path: {}\n",
-                f.key_file().display()
+                "ExternalPort: {private_data}\nSystemAPIUsers:\n  - {USER}:\n      Path: {}\n",
+                key_file(world).display()
             ),
         ),
     ];
@@ -783,17 +527,22 @@ fn replace(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// The user's key file.
+fn key_file(world: &World) -> PathBuf {
+    world.dir().join(format!("{USER}.pub"))
+}
+
 /// Applies a bad change; returns a function that restores the good files.
-fn apply(f: &Fixture, change: &BadChange) -> impl FnOnce() + use<> {
-    let good_key = std::fs::read(f.key_file()).unwrap();
-    let good_config = std::fs::read(&f.config).unwrap();
+fn apply(world: &World, change: &BadChange) -> impl FnOnce() + use<> {
+    let (key_file, config) = (key_file(world), world.config());
+    let good_key = std::fs::read(&key_file).unwrap();
+    let good_config = std::fs::read(&config).unwrap();
     if let Some(bytes) = &change.key_file {
-        replace(&f.key_file(), bytes);
+        replace(&key_file, bytes);
     }
     if let Some(text) = &change.config {
-        replace(&f.config, text.as_bytes());
+        replace(&config, text.as_bytes());
     }
-    let (key_file, config) = (f.key_file(), f.config.clone());
     move || {
         replace(&key_file, &good_key);
         replace(&config, &good_config);
@@ -802,15 +551,15 @@ fn apply(f: &Fixture, change: &BadChange) -> impl FnOnce() + use<> {
 
 #[test]
 fn failed_reloads_report_and_log_no_key_material() {
-    let f = Fixture::new();
-    let auth = f.auth();
-    let token = f.user.token(TEST_USER, TEST_AUDIENCE).build();
-    let changes = bad_changes(&f);
+    let world = World::new();
+    let auth = world.builder().build().expect("build SystemAuth");
+    let token = cases::valid();
+    let changes = bad_changes(&world);
     let buffer = Captured::default();
     let mut failures = Vec::new();
     tracing::subscriber::with_default(buffer.subscriber(), || {
         for change in &changes {
-            let restore = apply(&f, change);
+            let restore = apply(&world, change);
             let result = auth.reload();
             let status = auth.status();
             assert!(
@@ -827,7 +576,7 @@ fn failed_reloads_report_and_log_no_key_material() {
             };
             // The last good key still verifies.
             assert!(auth.verify(&token).is_ok(), "{}", change.name);
-            let secrets = f.secrets();
+            let secrets = Secrets::of_the_keys();
             for (what, text) in [
                 ("log", buffer.take()),
                 ("returned error", reported),
@@ -851,38 +600,47 @@ fn failed_reloads_report_and_log_no_key_material() {
 }
 
 /// The reload thread logs a failed reload once; that line holds no key material.
-/// The thread has no scoped subscriber, so this uses the global one.
+/// The thread has no scoped subscriber: its lines are in the test binary's global
+/// capture, told from other tests' by the thread that wrote them (the one that
+/// names this test's folder).
 #[test]
 fn the_watcher_logs_failed_reloads_without_key_material() {
-    let buffer = global();
-    let f = Fixture::new();
-    let auth = SystemAuth::builder()
-        .config_file(&f.config)
+    let log = common::reload_log();
+    let world = World::new();
+    let auth: SystemAuth = world
+        .builder()
+        .watch(true)
         .debounce(Duration::from_millis(20))
         .build()
         .unwrap();
-    let token = f.user.token(TEST_USER, TEST_AUDIENCE).build();
-    let changes = bad_changes(&f);
+    let token = cases::valid();
+    let changes = bad_changes(&world);
+    let folder = world.dir().display().to_string();
+    // This test's reload thread's lines.
+    let ours = || log.lines_of_threads_mentioning(&folder).join("\n");
     let wait = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status {:#?}; this folder's lines: {:#?}; {} lines captured",
+                auth.status(),
+                log.lines_with(&folder),
+                log.lines_with("").len()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };
     let failure_line = "reload kept the last good keys";
     let mut logged = 0;
     let mut failures = Vec::new();
-    let secrets = f.secrets();
+    let secrets = Secrets::of_the_keys();
     for change in &changes {
-        let before = count(&buffer.text(), failure_line);
-        let restore = apply(&f, change);
-        wait(change.name, &|| {
-            count(&buffer.text(), failure_line) > before
-        });
+        let before = count(&ours(), failure_line);
+        let restore = apply(&world, change);
+        wait(change.name, &|| count(&ours(), failure_line) > before);
         logged += 1;
-        let line = buffer
-            .text()
+        let line = ours()
             .lines()
             .filter(|l| l.contains(failure_line))
             .nth(before)
@@ -901,7 +659,7 @@ fn the_watcher_logs_failed_reloads_without_key_material() {
             ) && status.last_error.is_none()
         });
     }
-    let text = buffer.text();
+    let text = ours();
     assert_eq!(count(&text, failure_line), logged, "{text}");
     eprintln!("{logged} failed reloads checked through the watcher");
     assert!(

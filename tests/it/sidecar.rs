@@ -4,7 +4,6 @@
 //! gRPC `Check` called with a tonic client, the reverse-proxy mode, and the admin
 //! endpoints. The nginx and Caddy tests need both packages (`.ci/run` installs them
 //! and runs these tests with `--ignored`).
-#![cfg(feature = "cli")]
 
 use std::{
     io::{BufRead as _, BufReader},

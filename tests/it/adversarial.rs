@@ -1,117 +1,43 @@
-//! Hostile requests through the real layer (issue 5, point 1).
+//! Hostile requests through the real layer, one table per class (the header, the
+//! shape, the algorithm, key selection, the signature, identity, the audience,
+//! time).
 //!
 //! Every case is one request to a real axum `Router` behind `SystemAuth::layer()`,
 //! with a handler that counts its calls. For each case the suite checks the status,
 //! the one `WWW-Authenticate` header (exact), the JSON body
-//! `{"code":..,"message":..,"details":[]}`, the content type, that nothing of the
-//! token comes back in the answer, and that the handler ran exactly when the token
-//! was accepted. The cases are tables, one per class; a class reports all its
-//! failing cases at once.
+//! `{"code":..,"message":..,"details":[]}`, the content type and `cache-control`,
+//! that nothing of the token comes back in the answer, and that the handler ran
+//! exactly when the token was accepted. The expected answer of each refusal is the
+//! hand-written one of `cases::wire`. A class reports all its failing cases at once.
 //!
-//! The verifier's clock is fixed at `T` (a whole second), so every time boundary is
-//! exact: `exp` must be after `T + 1`, `iat` at most `T + 1` and at least `T - 3600`,
-//! `nbf` at most `T + 1` (ZITADEL's 1 s offset and 1 h age).
+//! The world is the one of the refusal table (`cases::World`): the verifier's clock
+//! is fixed at `T` (a whole second), so every time boundary is exact: `exp` must be
+//! after `T + 1`, `iat` at most `T + 1` and at least `T - 3600`, `nbf` at most
+//! `T + 1` (ZITADEL's 1 s offset and 1 h age).
 
-mod common;
-
-use std::{
-    path::Path,
-    sync::{Arc, OnceLock, atomic::Ordering},
-    time::{Duration, UNIX_EPOCH},
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use aws_lc_rs::hmac;
 use axum::{
     body::Body,
-    http::{HeaderValue, Request, StatusCode, header},
+    http::{HeaderValue, Request, header},
 };
 use base64::{
     Engine as _,
     engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD},
 };
-use http_body_util::BodyExt as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use spki::der::Decode as _;
-use tower::ServiceExt as _;
 use zitadel_system_auth::{
     Algorithm, AuthError, SystemAuth,
     error::{AudienceHint, Claim, Malformed},
-    testing::{KeyForm, TEST_AUDIENCE, TEST_USER, TestKey, TokenBuilder, write_config},
+    testing::{KeyForm, TestKey, write_config},
 };
 
-/// The verifier's "now": a whole second.
-const T: u64 = 1_700_000_000;
-/// `exp` of a valid token.
-const EXP: u64 = T + 3600;
-/// The configured users.
-const USER: &str = TEST_USER;
-const USER2: &str = "system-user-2";
-/// The expected audience.
-const AUD: &str = TEST_AUDIENCE;
-/// The header every valid token has.
-const HEADER: &str = r#"{"alg":"RS256","typ":"JWT"}"#;
-/// 9999-12-31T23:59:59Z, the latest time a claim may name.
-const MAX_TIME: u64 = 253_402_300_799;
-/// The default token length cap.
-const MAX_LEN: usize = 8 * 1024;
 /// A header member that carries or points at a key, `b64`, or a mistyped `kid`.
 const REFUSED_HEADER: Expect = Refuse(AuthError::RefusedHeaderMember);
 /// A payload member Go would read as a registered claim.
 const AMBIGUOUS: Expect = Refuse(AuthError::Malformed(Malformed::AmbiguousClaimName));
-
-// ---------------------------------------------------------------------------
-// The world: two configured users, an attacker, a fixed clock
-// ---------------------------------------------------------------------------
-
-struct Keys {
-    user: TestKey,
-    user2: TestKey,
-    attacker: TestKey,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| Keys {
-        user: TestKey::generate(),
-        user2: TestKey::generate(),
-        attacker: TestKey::generate(),
-    })
-}
-
-struct World {
-    auth: SystemAuth,
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    fn new() -> World {
-        World::at(Duration::ZERO)
-    }
-
-    /// The clock reads `T + after`.
-    fn at(after: Duration) -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let k = keys();
-        let config = write_config(
-            dir.path(),
-            "custom-domain.com",
-            &[(USER, &k.user), (USER2, &k.user2)],
-            KeyForm::Path,
-        )
-        .expect("write config");
-        let auth = SystemAuth::builder()
-            .config_file(config)
-            .clock(move || UNIX_EPOCH + Duration::from_secs(T) + after)
-            .watch(false)
-            .build()
-            .expect("build SystemAuth");
-        World { auth, dir }
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Cases and the runner
@@ -126,6 +52,12 @@ enum Expect {
 }
 
 use Expect::Refuse;
+
+use crate::cases::{
+    self, AUD, EXP, HEADER, MAX_LEN, MAX_TIME, Outcome, T, USER, USER2, World, b64, claims_with,
+    compact, hmac_token, js, keys, parts, signed, signed_bytes, signed_with, tb, unsigned, valid,
+    with_header,
+};
 
 #[allow(non_upper_case_globals)]
 const Accept: Expect = Expect::AcceptAs(USER);
@@ -198,107 +130,19 @@ fn request(name: impl Into<String>, request: Request<Body>, expect: Expect) -> C
     }
 }
 
-/// Keeps what RFC 6750 allows in `error_description`, as the crate does.
-fn description(error: &AuthError) -> String {
-    error
-        .to_string()
-        .chars()
-        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
-        .collect()
-}
-
-/// The answer a refusal must get: status, `WWW-Authenticate`, body code.
-fn wire(error: &AuthError) -> (StatusCode, String, u64) {
-    match error {
-        AuthError::MissingToken => (StatusCode::UNAUTHORIZED, "Bearer".to_owned(), 16),
-        AuthError::MultipleAuthorizationHeaders => (
-            StatusCode::BAD_REQUEST,
-            format!(
-                "Bearer error=\"invalid_request\", error_description=\"{}\"",
-                description(error)
-            ),
-            3,
-        ),
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            format!(
-                "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                description(error)
-            ),
-            16,
-        ),
-    }
-}
-
+/// Sends one case through the layer of `auth`; `Err` says what is wrong.
 async fn check(auth: &SystemAuth, case: Case) -> Result<(), String> {
-    let (app, calls) = common::counting_app(auth.layer());
-    let response = app
-        .oneshot(case.request)
-        .await
-        .map_err(|e| format!("- {}: the service failed: {e}", case.name))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("- {}: the body failed: {e}", case.name))?
-        .to_bytes();
-    let body = String::from_utf8_lossy(&body).into_owned();
-    let called = calls.load(Ordering::SeqCst);
-    let www: Vec<String> = headers
-        .get_all(header::WWW_AUTHENTICATE)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
-    let mut problems = Vec::new();
-    match &case.expect {
-        Expect::AcceptAs(user) => {
-            if status != StatusCode::OK {
-                problems.push(format!("status {status}, body {body}"));
-            }
-            if body != *user {
-                problems.push(format!("the handler saw {body:?}"));
-            }
-            if called != 1 {
-                problems.push(format!("the handler ran {called} times"));
-            }
-            if !www.is_empty() {
-                problems.push(format!("WWW-Authenticate {www:?}"));
-            }
-        }
-        Refuse(error) => {
-            let (want_status, want_www, want_code) = wire(error);
-            if status != want_status {
-                problems.push(format!("status {status} (want {want_status})"));
-            }
-            if www != [want_www.clone()] {
-                problems.push(format!("WWW-Authenticate {www:?} (want {want_www:?})"));
-            }
-            let want_body =
-                json!({ "code": want_code, "message": error.to_string(), "details": [] });
-            match serde_json::from_str::<Value>(&body) {
-                Ok(got) if got == want_body => {}
-                _ => problems.push(format!("body {body} (want {want_body})")),
-            }
-            if headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()) != Some(b"application/json")
-            {
-                problems.push(format!(
-                    "content-type {:?}",
-                    headers.get(header::CONTENT_TYPE)
-                ));
-            }
-            if called != 0 {
-                problems.push(format!("the handler ran {called} times"));
-            }
-            for secret in &case.secrets {
-                if body.contains(secret.as_str()) || www.iter().any(|w| w.contains(secret.as_str()))
-                {
-                    problems.push("the answer repeats the token".to_owned());
-                }
-            }
-        }
-    }
+    let outcome = match &case.expect {
+        Expect::AcceptAs(user) => Outcome::Accepted(user),
+        Refuse(error) => Outcome::Refused(cases::wire(error)),
+    };
+    let problems = cases::judge(
+        cases::app(auth, None),
+        case.request,
+        &outcome,
+        &case.secrets,
+    )
+    .await;
     if problems.is_empty() {
         Ok(())
     } else {
@@ -333,101 +177,8 @@ async fn run(class: &str, auth: &SystemAuth, cases: Vec<Case>) {
 // Token helpers
 // ---------------------------------------------------------------------------
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 fn b64_len(bytes: usize) -> usize {
     (bytes * 4).div_ceil(3)
-}
-
-/// A JSON string literal.
-fn js(text: &str) -> String {
-    serde_json::to_string(text).expect("a string serialises")
-}
-
-/// `header`, `payload`, `signature` segments of a compact token.
-fn parts(token: &str) -> (&str, &str, &str) {
-    let mut it = token.split('.');
-    let parts = (
-        it.next().expect("header"),
-        it.next().expect("payload"),
-        it.next().expect("signature"),
-    );
-    assert!(it.next().is_none());
-    parts
-}
-
-/// A valid token's builder, for `key`, at `T`.
-fn tb(key: &TestKey) -> TokenBuilder<'_> {
-    key.token(USER, AUD).claim("iat", T).claim("exp", EXP)
-}
-
-/// A valid token for `USER`.
-fn valid() -> String {
-    tb(&keys().user).build()
-}
-
-/// The valid claims as raw JSON members, changed: `Some(raw)` replaces (or adds)
-/// a member with this raw JSON value, `None` removes it.
-fn claims_with(changes: &[(&str, Option<&str>)]) -> String {
-    let mut members: Vec<(String, String)> = vec![
-        ("iss".into(), js(USER)),
-        ("sub".into(), js(USER)),
-        ("aud".into(), js(AUD)),
-        ("iat".into(), T.to_string()),
-        ("exp".into(), EXP.to_string()),
-    ];
-    for (name, raw) in changes {
-        match (members.iter().position(|(n, _)| n == name), raw) {
-            (Some(i), Some(raw)) => members[i].1 = (*raw).to_owned(),
-            (Some(i), None) => {
-                members.remove(i);
-            }
-            (None, Some(raw)) => members.push(((*name).to_owned(), (*raw).to_owned())),
-            (None, None) => {}
-        }
-    }
-    let body: Vec<String> = members
-        .iter()
-        .map(|(name, raw)| format!("{}:{raw}", js(name)))
-        .collect();
-    format!("{{{}}}", body.join(","))
-}
-
-/// The user's RS256 token over exactly this payload JSON text.
-fn signed(payload_json: &str) -> String {
-    keys().user.sign_raw(Algorithm::RS256, HEADER, payload_json)
-}
-
-/// The user's RS256 token over the valid claims, changed.
-fn signed_with(changes: &[(&str, Option<&str>)]) -> String {
-    signed(&claims_with(changes))
-}
-
-/// `h.p.s` where `s` is the user's RS256 signature over exactly `h.p`, whatever the
-/// two segments hold: the only defect of such a token is in `h` or `p`.
-fn compact(header_segment: &str, payload_segment: &str) -> String {
-    let input = format!("{header_segment}.{payload_segment}");
-    let sig = keys().user.sign_input(Algorithm::RS256, input.as_bytes());
-    format!("{input}.{}", b64(sig))
-}
-
-/// A token over these exact header and payload bytes, signed by the user.
-fn signed_bytes(header: &[u8], payload: &[u8]) -> String {
-    compact(&b64(header), &b64(payload))
-}
-
-/// A token with this header JSON and the valid claims, signed by the user with RS256.
-fn with_header(header_json: &str) -> String {
-    keys()
-        .user
-        .sign_raw(Algorithm::RS256, header_json, &claims_with(&[]))
-}
-
-/// A token with this header JSON and the valid claims and no signature.
-fn unsigned(header_json: &str) -> String {
-    format!("{}.{}.", b64(header_json), b64(claims_with(&[])))
 }
 
 /// The same base64url segment with a non-zero unused trailing bit (decodes to the
@@ -501,16 +252,6 @@ fn valid_of_length(len: usize) -> String {
         }
     }
     panic!("no valid token of length {len}");
-}
-
-fn hmac_token(algorithm: hmac::Algorithm, name: &str, secret: &[u8]) -> String {
-    let input = format!(
-        "{}.{}",
-        b64(format!(r#"{{"alg":"{name}","typ":"JWT"}}"#)),
-        b64(claims_with(&[]))
-    );
-    let tag = hmac::sign(&hmac::Key::new(algorithm, secret), input.as_bytes());
-    format!("{input}.{}", b64(tag.as_ref()))
 }
 
 /// The RSA modulus and exponent of `key`, big-endian.
@@ -603,68 +344,6 @@ async fn control_valid_tokens_reach_the_handler() {
     run("control", &world.auth, cases).await;
 }
 
-#[test]
-fn descriptions_are_fixed_text() {
-    // The table compares answers with the errors' own text; pin that text here.
-    let pinned = [
-        (AuthError::MissingToken, "a bearer token is required"),
-        (
-            AuthError::MultipleAuthorizationHeaders,
-            "exactly one Authorization header is allowed",
-        ),
-        (
-            AuthError::InvalidSignature,
-            "the token is not signed by a valid key of a configured system user",
-        ),
-        (
-            AuthError::MultipleOrganizationHeaders,
-            "at most one x-zitadel-orgid header is allowed",
-        ),
-        (
-            AuthError::AlgorithmNotAllowed,
-            "the signing algorithm is not allowed",
-        ),
-        (AuthError::Expired, "the token has expired"),
-        (
-            AuthError::Malformed(Malformed::Segments),
-            "the token must have three dot-separated parts",
-        ),
-        (
-            AuthError::AudienceMismatch {
-                expected: Arc::from(AUD),
-                hint: AudienceHint::TrailingSlash,
-            },
-            "audience mismatch: expected \"https://custom-domain.com\" exactly; the token's aud differs only by a trailing slash",
-        ),
-    ];
-    for (error, text) in pinned {
-        assert_eq!(error.to_string(), text);
-    }
-    // An unknown user, a bad signature and a key outside its certificate's window
-    // answer alike, so no caller learns which user ids exist; only the reason code
-    // for logs and metrics tells them apart.
-    let alike = [
-        AuthError::UnknownUser,
-        AuthError::InvalidSignature,
-        AuthError::KeyExpired,
-        AuthError::KeyNotYetValid,
-    ];
-    for error in &alike {
-        assert_eq!(wire(error), wire(&AuthError::InvalidSignature), "{error:?}");
-        assert_eq!(error.to_string(), AuthError::InvalidSignature.to_string());
-    }
-    let reasons: std::collections::HashSet<&str> = alike.iter().map(AuthError::reason).collect();
-    assert_eq!(reasons.len(), alike.len(), "{reasons:?}");
-    assert_eq!(
-        wire(&AuthError::AudienceMismatch {
-            expected: Arc::from(AUD),
-            hint: AudienceHint::Other,
-        })
-        .1,
-        "Bearer error=\"invalid_token\", error_description=\"audience mismatch: expected https://custom-domain.com exactly; the token's aud is another URL\""
-    );
-}
-
 // ---------------------------------------------------------------------------
 // The header
 // ---------------------------------------------------------------------------
@@ -719,6 +398,7 @@ async fn header_cases() {
         auth_value("JWT scheme", &format!("JWT {token}"), missing()),
         auth_value("DPoP scheme", &format!("DPoP {token}"), missing()),
         auth_value("Negotiate scheme", "Negotiate YIIB", missing()),
+        auth_value("Digest credentials", "Digest username=\"x\"", missing()),
         auth_value("the token without a scheme", &token, missing()),
         auth_value(
             "Bearer: with a colon",
@@ -731,6 +411,12 @@ async fn header_cases() {
             missing(),
         ),
         auth_value("Bearerx scheme", &format!("Bearerx {token}"), missing()),
+        auth_value(
+            "Bearer glued to the token",
+            &format!("Bearer{token}"),
+            missing(),
+        ),
+        auth_value("Bearer and a comma", &format!("Bearer,{token}"), missing()),
         auth_value("Bear scheme", &format!("Bear {token}"), missing()),
         // Scheme case (RFC 9110: schemes are case-insensitive).
         auth_value("scheme lower case", &format!("bearer {token}"), Accept),

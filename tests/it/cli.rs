@@ -4,7 +4,6 @@
 //! clock), `mint` with ZITADEL's flag styles, `bench`, `completions`, help and
 //! exit statuses. The library's `SystemAuth::explain` is held to `verify` on the
 //! same table and on a few hundred random tokens.
-#![cfg(feature = "cli")]
 
 use std::{
     io::Write as _,

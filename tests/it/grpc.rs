@@ -11,15 +11,15 @@ use zitadel_system_auth::{
     testing::{KeyForm, TEST_AUDIENCE, TEST_USER, TestKey, write_config},
 };
 
-#[path = "../examples/support/grpc.rs"]
-mod grpc;
+#[path = "../../examples/support/grpc.rs"]
+mod example;
 
 /// Starts the example's gRPC service for `auth` and returns its address.
 async fn start(auth: SystemAuth) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        if let Err(error) = grpc::serve(auth, listener, std::future::pending()).await {
+        if let Err(error) = example::serve(auth, listener, std::future::pending()).await {
             panic!("the gRPC server failed: {error}");
         }
     });
@@ -102,7 +102,7 @@ async fn a_tonic_service_behind_the_layer() {
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains(grpc::ROLE));
+    assert!(status.message().contains(example::ROLE));
 }
 
 #[tokio::test]

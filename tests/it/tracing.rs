@@ -1,12 +1,11 @@
 //! tracing: one event per decision (accepted at DEBUG with the user id, refused at
 //! INFO with a reason code) and a `reload` span around each reload.
 
-mod common;
-
 use axum::{Router, body::Body, http::Request, routing::get};
-use common::Captured;
 use tower::ServiceExt as _;
 use zitadel_system_auth::testing::{TEST_USER, TestSystem};
+
+use crate::common::Captured;
 
 #[tokio::test]
 async fn each_decision_is_one_event_and_reloads_have_a_span() {

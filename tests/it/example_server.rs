@@ -2,12 +2,11 @@
 //! (routes, refusals, environment overrides, shutdown), `key2jwt` with a key from
 //! the `openssl` command line, and `quickstart --once`.
 //!
-//! The example binaries are found next to this test's binary
+//! The example binaries are found next to the test binary
 //! (`target/<profile>/examples/`); they are built first with the same cargo, since
-//! `cargo test --test example_server` alone does not build examples.
+//! `cargo test --test it example_server` alone does not build examples.
 
-mod common;
-#[path = "../examples/support/http.rs"]
+#[path = "../../examples/support/http.rs"]
 mod http;
 
 use std::{
@@ -24,6 +23,8 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use zitadel_system_auth::{SystemAuth, config};
 
+use crate::common::{self, KeyExt as _};
+
 /// How long a child may take to start or to finish (debug builds on a busy machine).
 const STARTUP: Duration = Duration::from_secs(120);
 /// The examples this test runs.
@@ -39,7 +40,7 @@ const PLAIN: &str = "system-user-2";
 fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
-        // current_exe is target/<profile>/deps/example_server-HASH.
+        // current_exe is target/<profile>/deps/it-HASH.
         let exe = std::env::current_exe().expect("current_exe");
         let profile_dir = exe
             .parent()
@@ -82,6 +83,40 @@ fn build_examples(profile_dir: &Path) {
     }
     for example in EXAMPLES {
         command.args(["--example", example]);
+    }
+    // The features this test binary was built with, so the library under test is
+    // the same build (and not a second one with other features).
+    let features: Vec<&str> = [
+        ("metrics", cfg!(feature = "metrics")),
+        ("testing", cfg!(feature = "testing")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
+    }
+    // What cargo sets for a running test describes this package, not the build:
+    // build scripts that watch such variables (ring's watches CARGO_PKG_NAME and
+    // CARGO_MANIFEST_DIR) would see them change, and rebuild here and then again in
+    // the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || name.starts_with("CARGO_CRATE_")
+            || name.starts_with("CARGO_CFG_")
+            || matches!(
+                name,
+                "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            command.env_remove(name);
+        }
     }
     command.arg("--target-dir").arg(target_dir);
     match profile {
@@ -317,8 +352,8 @@ fn write_config(owner: &common::TestKey, plain: &common::TestKey) -> tempfile::T
          \x20         AggregateID: \"123456789012345678\"\n\
          \x20 - {PLAIN}:\n\
          \x20     Path: {}\n",
-        owner.public_path.display(),
-        plain.public_path.display(),
+        owner.public_path().display(),
+        plain.public_path().display(),
     );
     std::fs::write(dir.path().join("config.yaml"), yaml).expect("write config");
     dir
@@ -326,12 +361,7 @@ fn write_config(owner: &common::TestKey, plain: &common::TestKey) -> tempfile::T
 
 fn keys() -> &'static (common::TestKey, common::TestKey) {
     static KEYS: OnceLock<(common::TestKey, common::TestKey)> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        (
-            common::TestKey::generate("example-owner"),
-            common::TestKey::generate("example-plain"),
-        )
-    })
+    KEYS.get_or_init(|| (common::TestKey::generate(), common::TestKey::generate()))
 }
 
 fn token(key: &common::TestKey, user: &str, aud: &str) -> String {
@@ -532,14 +562,14 @@ async fn server_reloads_on_sighup() {
     let (owner, _) = keys();
     let dir = tempfile::tempdir().expect("tempdir");
     let owner_pub = dir.path().join("owner.pub");
-    std::fs::write(&owner_pub, &owner.public_pem).expect("write the key");
+    std::fs::write(&owner_pub, owner.public_pem()).expect("write the key");
     std::fs::write(
         dir.path().join("config.yaml"),
         format!("ExternalDomain: custom-domain.com\nExternalPort: 443\nSystemAPIUsers:\n  - {OWNER}:\n      Path: owner.pub\n"),
     )
     .expect("write config");
     let server = Server::start_with(&dir.path().join("config.yaml"), &[], &["--no-watch"]);
-    let rotated = common::TestKey::generate("sighup-rotated");
+    let rotated = common::TestKey::generate();
     let new_token = token(&rotated, OWNER, AUD);
     let path = "/system/v1/instances/_search";
     assert_eq!(
@@ -548,7 +578,7 @@ async fn server_reloads_on_sighup() {
     );
 
     // Replace the owner's key file; without watching, nothing changes until SIGHUP.
-    std::fs::write(&owner_pub, &rotated.public_pem).expect("rotate the key file");
+    std::fs::write(&owner_pub, rotated.public_pem()).expect("rotate the key file");
     assert_eq!(
         server.call("POST", path, Some(&new_token)).await.status,
         401
@@ -653,8 +683,8 @@ async fn server_keeps_answering_when_a_fifo_replaces_the_key_under_sighup() {
     let owner_pub = dir.path().join("owner.pub");
     let regular = dir.path().join("regular.pub");
     let fifo = dir.path().join("key.fifo");
-    std::fs::write(&owner_pub, &owner.public_pem).expect("write the key");
-    std::fs::write(&regular, &owner.public_pem).expect("write the key");
+    std::fs::write(&owner_pub, owner.public_pem()).expect("write the key");
+    std::fs::write(&regular, owner.public_pem()).expect("write the key");
     mkfifo(&fifo);
     let config = dir.path().join("config.yaml");
     std::fs::write(
@@ -724,9 +754,9 @@ async fn server_keeps_answering_when_a_fifo_replaces_the_key_under_sighup() {
     );
 
     // A good new key, then SIGHUP: in effect.
-    let rotated = common::TestKey::generate("fifo-rotated");
+    let rotated = common::TestKey::generate();
     let staged = dir.path().join(".owner.pub.new");
-    std::fs::write(&staged, &rotated.public_pem).expect("write the new key");
+    std::fs::write(&staged, rotated.public_pem()).expect("write the new key");
     std::fs::rename(&staged, &owner_pub).expect("new key over the FIFO");
     sighup_and_wait(&server).await;
     let new_token = token(&rotated, OWNER, AUD);
@@ -829,7 +859,7 @@ async fn server_as_nobody_applies_a_key_change_in_a_folder_it_cannot_watch() {
     std::fs::create_dir(&etc).expect("etc");
     let (owner, _) = keys();
     let key = etc.join("key.pub");
-    std::fs::write(&key, &owner.public_pem).expect("key");
+    std::fs::write(&key, owner.public_pem()).expect("key");
     chmod(&key, 0o644);
     let config = etc.join("config.yaml");
     std::fs::write(
@@ -855,9 +885,9 @@ async fn server_as_nobody_applies_a_key_change_in_a_folder_it_cannot_watch() {
     );
 
     // Replace the key (save-by-rename, as root), readable by nobody.
-    let rotated = common::TestKey::generate("nobody-rotated");
+    let rotated = common::TestKey::generate();
     let staged = etc.join(".key.pub.new");
-    std::fs::write(&staged, &rotated.public_pem).expect("new key");
+    std::fs::write(&staged, rotated.public_pem()).expect("new key");
     chmod(&staged, 0o644);
     std::fs::rename(&staged, &key).expect("rename over the key");
     let new_token = token(&rotated, OWNER, AUD);
@@ -1005,7 +1035,7 @@ fn key2jwt_signs_with_an_openssl_key() {
 
 #[test]
 fn key2jwt_refuses_a_bad_key() {
-    let key = common::TestKey::generate("example-key2jwt-bad");
+    let key = common::TestKey::generate();
     let dir = tempfile::tempdir().expect("tempdir");
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a key at all\n").expect("write");
@@ -1018,7 +1048,7 @@ fn key2jwt_refuses_a_bad_key() {
     let missing = dir.path().join("missing.pem");
 
     for (file, expected) in [
-        (&key.public_path, "public key"),
+        (&key.public_path(), "public key"),
         (&garbage, "no RSA private key"),
         (&damaged, "RSA private key"),
         (&missing, "cannot read"),
@@ -1041,7 +1071,7 @@ fn key2jwt_refuses_a_bad_key() {
     }
 
     // A zero lifetime is refused too.
-    let finished = key2jwt(&key.private_path, OWNER, Some("0"));
+    let finished = key2jwt(&key.private_path(), OWNER, Some("0"));
     assert!(!finished.status.success());
     assert_eq!(finished.stdout, "");
 }

@@ -1,7 +1,5 @@
-mod common;
-
-// The layers through real axum Routers and plain tower services, with real keys,
-// real tokens and an injected clock.
+//! The layers through real axum Routers and plain tower services, with real keys,
+//! real tokens and an injected clock.
 
 use std::{
     convert::Infallible,
@@ -14,18 +12,21 @@ use std::{
 use axum::{
     Extension, Router,
     body::Body,
-    http::{HeaderValue, Request, Response, StatusCode, header},
+    http::{Request, Response, StatusCode, header},
     middleware,
     routing::get,
 };
-use common::{AUD, Answer, USER, b64, key, other_key};
 use http_body_util::BodyExt as _;
 use serde_json::json;
 use tower::{Layer as _, ServiceExt as _};
 use zitadel_system_auth::{
     AuthError, InstanceId, RequireRoleLayer, SystemAuth, SystemAuthLayer, SystemAuthService,
-    SystemUser,
-    error::{Claim, Malformed},
+    SystemUser, error::Malformed,
+};
+
+use crate::{
+    cases::{self, Outcome, World},
+    common::{self, AUD, Answer, KeyExt as _, USER, b64, key, other_key},
 };
 
 /// The "current" time of every test.
@@ -79,7 +80,7 @@ fn membership_config() -> String {
          \x20       - MemberType: Organization\n\
          \x20         Roles: [ORG_OWNER]\n\
          \x20         AggregateID: \"{ORG}\"\n",
-        key().public_path.display()
+        key().public_path().display()
     )
 }
 
@@ -154,35 +155,50 @@ fn counting_app(auth: &SystemAuth) -> (Router, Arc<AtomicUsize>) {
     (app, calls)
 }
 
+/// The answer is the refusal `error` gets by the README's rules (`cases::wire`,
+/// written by hand): status, the one `WWW-Authenticate`, the JSON body, the content
+/// type and `cache-control: no-store`.
 #[track_caller]
 fn assert_refusal(answer: &Answer, error: &AuthError) {
-    assert_eq!(answer.status, error.status(), "{}", answer.body);
+    let wire = cases::wire(error);
+    assert_eq!(answer.status.as_u16(), wire.status, "{}", answer.body);
     assert_eq!(
         answer.headers.get(header::CONTENT_TYPE).unwrap(),
         "application/json"
     );
     assert_eq!(
-        answer.json(),
-        json!({ "code": error.grpc_code(), "message": error.to_string(), "details": [] }),
+        answer.headers.get(header::CACHE_CONTROL).unwrap(),
+        "no-store"
     );
     assert_eq!(
-        Some(answer.www_authenticate()),
-        error.www_authenticate().as_deref()
+        answer.json(),
+        json!({ "code": wire.code, "message": wire.message, "details": [] }),
     );
+    let www: Vec<&str> = answer
+        .headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().expect("ASCII"))
+        .collect();
+    assert_eq!(www, wire.www_authenticate.as_slice(), "{error:?}");
 }
 
+/// A 401 `invalid_token` refusal as `error`.
 #[track_caller]
 fn assert_invalid_token(answer: &Answer, error: &AuthError) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        answer.www_authenticate(),
-        format!("Bearer error=\"invalid_token\", error_description=\"{error}\"")
+    assert!(
+        answer
+            .www_authenticate()
+            .starts_with("Bearer error=\"invalid_token\", error_description=\""),
+        "{}",
+        answer.www_authenticate()
     );
     assert_eq!(answer.json()["code"], 16);
-    assert_eq!(answer.json()["message"], error.to_string());
     assert_refusal(answer, error);
 }
 
+/// No token: 401 with a bare challenge (RFC 6750 section 3.1).
 #[track_caller]
 fn assert_bare_bearer(answer: &Answer) {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
@@ -197,7 +213,7 @@ fn assert_bare_bearer(answer: &Answer) {
     );
     assert_eq!(
         answer.json(),
-        json!({ "code": 16, "message": AuthError::MissingToken.to_string(), "details": [] })
+        json!({ "code": 16, "message": "a bearer token is required", "details": [] })
     );
     assert_eq!(
         answer.headers.get(header::CONTENT_TYPE).unwrap(),
@@ -205,25 +221,75 @@ fn assert_bare_bearer(answer: &Answer) {
     );
 }
 
+/// Authenticated without `role`: 403, code 7, `insufficient_scope`.
 #[track_caller]
 fn assert_forbidden(answer: &Answer, role: &str) {
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
-    assert_eq!(answer.json()["code"], 7);
-    assert_eq!(answer.json()["details"], json!([]));
-    let message = answer.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains(role), "{message}");
-    assert!(
-        answer
-            .www_authenticate()
-            .starts_with("Bearer error=\"insufficient_scope\""),
-        "{}",
-        answer.www_authenticate()
+    assert_eq!(
+        answer.json(),
+        json!({
+            "code": 7,
+            "message": format!("the system user lacks the role {role} here"),
+            "details": [],
+        })
+    );
+    assert_eq!(
+        answer.www_authenticate(),
+        format!(
+            "Bearer error=\"insufficient_scope\", error_description=\"the system user lacks the role {role} here\""
+        )
     );
     assert_refusal(
         answer,
         &AuthError::MissingRole {
             role: Arc::from(role),
         },
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The table of refusals, through the layer
+// ---------------------------------------------------------------------------
+
+/// Every case of the refusal table, through the real layer on a Router: the
+/// status, the JSON body, the one `WWW-Authenticate`, `content-type` and
+/// `cache-control` are the row's literals; nothing of the token comes back; the
+/// handler never runs. And the same case as a gRPC request: a trailers-only
+/// status with the row's code and description.
+#[tokio::test]
+async fn every_refusal_of_the_table() {
+    let world = World::new();
+    let table = cases::refusals();
+    let mut failures = Vec::new();
+    for case in &table {
+        world.set_at(case.at);
+        let sent = (case.make)();
+        let problems = cases::judge(
+            cases::app(&world.auth, case.role),
+            sent.request(false),
+            &Outcome::Refused(case.wire()),
+            &sent.secrets(),
+        )
+        .await;
+        if !problems.is_empty() {
+            failures.push(format!("- {}: {}", case.name, problems.join("; ")));
+        }
+        let problems = cases::judge_grpc(
+            cases::app(&world.auth, case.role),
+            sent.request(true),
+            &case.wire(),
+        )
+        .await;
+        if !problems.is_empty() {
+            failures.push(format!("- {} (gRPC): {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
     );
 }
 
@@ -308,79 +374,6 @@ async fn scheme_in_any_case_and_several_spaces_are_accepted() {
 // Missing and malformed Authorization headers
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn missing_header_gets_bare_bearer_challenge() {
-    let answer = common::get_with_token(app(&auth()), None).await;
-    assert_bare_bearer(&answer);
-}
-
-#[tokio::test]
-async fn other_schemes_get_bare_bearer_challenge() {
-    let token = token();
-    for value in [
-        "Basic dXNlcjpwYXNzd29yZA==".to_owned(),
-        "Digest username=\"x\"".to_owned(),
-        format!("Token {token}"),
-        format!("JWT {token}"),
-        format!("Bearertoken{token}"),
-        format!("Bearer,{token}"),
-        token.clone(),
-        String::new(),
-    ] {
-        let answer = common::send(app(&auth()), request(&[("authorization", &value)])).await;
-        assert_bare_bearer(&answer);
-    }
-}
-
-#[tokio::test]
-async fn bearer_without_a_token_is_invalid_token() {
-    for value in ["Bearer", "bearer", "Bearer ", "Bearer     "] {
-        let answer = common::send(app(&auth()), request(&[("authorization", value)])).await;
-        assert_invalid_token(&answer, &AuthError::Malformed(Malformed::EmptyToken));
-    }
-}
-
-#[tokio::test]
-async fn non_ascii_authorization_is_invalid_token() {
-    let mut request = request(&[]);
-    request.headers_mut().insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_bytes(b"Bearer \xffabc").unwrap(),
-    );
-    let answer = common::send(app(&auth()), request).await;
-    assert_invalid_token(&answer, &AuthError::Malformed(Malformed::HeaderEncoding));
-}
-
-#[tokio::test]
-async fn two_authorization_headers_get_400_invalid_request() {
-    let auth = auth();
-    let token = token();
-    let (app, calls) = counting_app(&auth);
-    for (first, second) in [
-        (bearer(&token), bearer(&token)),
-        (bearer(&token), "Basic dXNlcjpwYXNz".to_owned()),
-        ("Basic dXNlcjpwYXNz".to_owned(), bearer(&token)),
-    ] {
-        let answer = common::send(
-            app.clone(),
-            request(&[("authorization", &first), ("authorization", &second)]),
-        )
-        .await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-        assert_eq!(answer.json()["code"], 3);
-        assert_eq!(answer.json()["details"], json!([]));
-        assert!(
-            answer
-                .www_authenticate()
-                .starts_with("Bearer error=\"invalid_request\""),
-            "{}",
-            answer.www_authenticate()
-        );
-        assert_refusal(&answer, &AuthError::MultipleAuthorizationHeaders);
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-}
-
 // ---------------------------------------------------------------------------
 // Error format
 // ---------------------------------------------------------------------------
@@ -462,54 +455,6 @@ async fn unknown_user_and_bad_signature_answer_alike() {
     assert_eq!(unknown.body, forged.body);
 }
 
-/// Refusals are never stored by a cache between the caller and the service.
-#[tokio::test]
-async fn every_refusal_says_no_store() {
-    let cases: Vec<Vec<(&str, String)>> = vec![
-        vec![],
-        vec![("authorization", "Bearer x.y".to_owned())],
-        vec![(
-            "authorization",
-            bearer(&key().rs256(&claims(T - 7200, T - 3600))),
-        )],
-        vec![
-            ("authorization", bearer(&token())),
-            ("authorization", bearer(&token())),
-        ],
-    ];
-    for grpc in [false, true] {
-        for headers in &cases {
-            let mut headers: Vec<(&str, &str)> =
-                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            if grpc {
-                headers.push(("content-type", "application/grpc"));
-            }
-            let answer = common::send(app(&auth()), request(&headers)).await;
-            if grpc {
-                // A gRPC refusal is HTTP 200 with a gRPC status.
-                assert!(answer.headers.contains_key("grpc-status"), "{headers:?}");
-            } else {
-                assert_ne!(answer.status, StatusCode::OK, "{headers:?}");
-            }
-            assert_eq!(
-                answer
-                    .headers
-                    .get(header::CACHE_CONTROL)
-                    .map(|v| v.as_bytes()),
-                Some(&b"no-store"[..]),
-                "grpc {grpc}, {headers:?}"
-            );
-        }
-    }
-    let answer = common::get_with_token(role_app(&auth(), "IAM_OWNER"), Some(&token())).await;
-    assert_eq!(answer.status, StatusCode::FORBIDDEN);
-    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
-    // An accepted request's answer is the handler's own.
-    let answer = common::get_with_token(app(&auth()), Some(&token())).await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert!(answer.headers.get(header::CACHE_CONTROL).is_none());
-}
-
 #[tokio::test]
 async fn refusal_has_zitadels_body_and_an_rfc6750_challenge() {
     let expired = key().rs256(&claims(T - 7200, T - 3600));
@@ -525,204 +470,11 @@ async fn refusal_has_zitadels_body_and_an_rfc6750_challenge() {
     assert_eq!(body["code"], 16);
     assert_eq!(body["details"], json!([]));
     let message = body["message"].as_str().unwrap();
-    assert_eq!(message, AuthError::Expired.to_string());
-    assert!(message.contains("expired"), "{message}");
+    assert_eq!(message, "the token has expired");
     assert_eq!(
         answer.www_authenticate(),
         format!("Bearer error=\"invalid_token\", error_description=\"{message}\"")
     );
-}
-
-#[tokio::test]
-async fn description_says_which_check_failed() {
-    let exp = T + 3600;
-    let cases: Vec<(String, AuthError, &str)> = vec![
-        (
-            key().rs256(&claims(T - 7200, T - 3600)),
-            AuthError::Expired,
-            "expired",
-        ),
-        (
-            key().rs256(&claims(T + 60, exp)),
-            AuthError::IssuedInFuture,
-            "iat",
-        ),
-        (
-            key().rs256(&claims(T - 7200, exp)),
-            AuthError::IssuedTooLongAgo,
-            "iat",
-        ),
-        (
-            key().rs256(&json!({ "iss": USER, "sub": "x", "aud": AUD, "iat": T, "exp": exp })),
-            AuthError::IssuerSubjectMismatch,
-            "iss",
-        ),
-        (
-            key().rs256(
-                &json!({ "iss": "nobody", "sub": "nobody", "aud": AUD, "iat": T, "exp": exp }),
-            ),
-            AuthError::UnknownUser,
-            "system user",
-        ),
-        (
-            other_key().rs256(&claims(T, exp)),
-            AuthError::InvalidSignature,
-            "signed",
-        ),
-        (
-            key().jwt(jsonwebtoken::Algorithm::RS512, &claims(T, exp)),
-            AuthError::AlgorithmNotAllowed,
-            "algorithm",
-        ),
-        (
-            key().sign_raw(
-                r#"{"alg":"RS256","crit":["x"]}"#,
-                &claims(T, exp).to_string(),
-            ),
-            AuthError::CriticalHeader,
-            "crit",
-        ),
-        (
-            key().sign_raw(
-                r#"{"alg":"RS256","typ":"at+jwt"}"#,
-                &claims(T, exp).to_string(),
-            ),
-            AuthError::UnsupportedType,
-            "typ",
-        ),
-        (
-            key().rs256(&json!({ "iss": USER, "sub": USER, "aud": AUD, "iat": T })),
-            AuthError::MissingClaim(Claim::Exp),
-            "exp",
-        ),
-        (
-            key().rs256(&json!({ "iss": USER, "sub": USER, "aud": 42, "iat": T, "exp": exp })),
-            AuthError::InvalidClaim(Claim::Aud),
-            "aud",
-        ),
-        (
-            "abc.def".to_owned(),
-            AuthError::Malformed(Malformed::Segments),
-            "three",
-        ),
-        (
-            "a".repeat(9000),
-            AuthError::TokenTooLong { limit: 8192 },
-            "8192",
-        ),
-    ];
-    for (token, error, keyword) in cases {
-        let answer = common::get_with_token(app(&auth()), Some(&token)).await;
-        assert_invalid_token(&answer, &error);
-        assert!(
-            answer.www_authenticate().contains(keyword),
-            "{error:?}: {}",
-            answer.www_authenticate()
-        );
-    }
-}
-
-#[tokio::test]
-async fn audience_mismatch_names_the_expected_audience() {
-    for aud in [
-        "https://custom-domain.com/",
-        "http://custom-domain.com",
-        "https://custom-domain.com:443",
-        "http://localhost:8080",
-    ] {
-        let token = key().rs256(&json!({
-            "iss": USER, "sub": USER, "aud": aud, "iat": T, "exp": T + 3600
-        }));
-        let answer = common::get_with_token(app(&auth()), Some(&token)).await;
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(answer.json()["code"], 16);
-        let www = answer.www_authenticate();
-        assert!(www.starts_with("Bearer error=\"invalid_token\""), "{www}");
-        assert!(www.contains(AUD), "{www}");
-        let message = answer.json()["message"].as_str().unwrap().to_owned();
-        assert!(message.contains(AUD), "{message}");
-        assert!(!www.contains(&format!("{aud}\"")) || aud == AUD, "{www}");
-    }
-}
-
-#[tokio::test]
-async fn refusals_never_echo_the_token() {
-    let exp = T + 3600;
-    let tokens = [
-        key().rs256(&json!({
-            "iss": USER, "sub": USER, "aud": "https://attacker.example/leak", "iat": T, "exp": exp
-        })),
-        key().rs256(&json!({
-            "iss": USER, "sub": USER, "aud": ["https://attacker.example/leak"], "iat": T, "exp": exp
-        })),
-        key().rs256(&json!({
-            "iss": "attacker.example-user", "sub": "attacker.example-user", "aud": AUD, "iat": T, "exp": exp
-        })),
-        other_key().rs256(&claims(T, exp)),
-        key().rs256(&claims(T - 7200, T - 3600)),
-        key().sign_raw(
-            r#"{"alg":"RS256","typ":"attacker.example"}"#,
-            &claims(T, exp).to_string(),
-        ),
-    ];
-    for token in tokens {
-        let answer = common::get_with_token(app(&auth()), Some(&token)).await;
-        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-        let mut everything = answer.body.clone();
-        for (name, value) in &answer.headers {
-            everything.push_str(name.as_str());
-            everything.push_str(&String::from_utf8_lossy(value.as_bytes()));
-        }
-        let mut segments = token.split('.');
-        let (h, p, s) = (
-            segments.next().unwrap(),
-            segments.next().unwrap(),
-            segments.next().unwrap(),
-        );
-        assert!(!everything.contains(&token));
-        for part in [h, p, s, &s[..40], &p[..40], "attacker.example"] {
-            assert!(
-                !everything.contains(part),
-                "the answer echoes {part:.20}: {everything}"
-            );
-        }
-    }
-}
-
-#[tokio::test]
-async fn handler_is_not_called_on_refusal() {
-    let auth = auth();
-    let (app, calls) = counting_app(&auth);
-    let token = token();
-    let refusals = [
-        vec![],
-        vec![("authorization", "Basic dXNlcjpwYXNz".to_owned())],
-        vec![("authorization", "Bearer".to_owned())],
-        vec![(
-            "authorization",
-            bearer(&other_key().rs256(&claims(T, T + 3600))),
-        )],
-        vec![(
-            "authorization",
-            bearer(&key().rs256(&claims(T - 7200, T - 3600))),
-        )],
-        vec![("authorization", bearer("a.b.c"))],
-        vec![
-            ("authorization", bearer(&token)),
-            ("authorization", bearer(&token)),
-        ],
-    ];
-    for headers in &refusals {
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let answer = common::send(app.clone(), request(&headers)).await;
-        assert!(answer.status.is_client_error(), "{}", answer.status);
-        assert_ne!(answer.body, "called");
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-    let answer = common::get_with_token(app.clone(), Some(&token)).await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.body, "called");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -1229,7 +981,7 @@ fn debug_output_holds_no_key_material() {
 async fn a_reload_through_one_handle_is_seen_by_its_clones_and_layers() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("system-user-1.pub");
-    std::fs::write(&key_path, &key().public_pem).unwrap();
+    std::fs::write(&key_path, key().public_pem()).unwrap();
     let auth = SystemAuth::builder()
         .config_yaml(&common::config_with_path(USER, &key_path))
         .clock(|| common::at(T, 0))
@@ -1250,7 +1002,7 @@ async fn a_reload_through_one_handle_is_seen_by_its_clones_and_layers() {
     );
 
     // The user's key is replaced; the original handle reloads.
-    std::fs::write(&key_path, &other_key().public_pem).unwrap();
+    std::fs::write(&key_path, other_key().public_pem()).unwrap();
     let report = auth.reload().unwrap();
     assert!(report.changed);
     assert_eq!(report.generation, 2);
