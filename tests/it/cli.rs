@@ -851,6 +851,53 @@ fn explain_gives_verify_s_verdict_on_every_token_of_the_refusal_table() {
     }
 }
 
+/// Every token of the crate's one refusal table (`cases`), explained by the binary
+/// at the case's clock: its verdict line is `verify`'s, and the library's
+/// `explain` agrees too.
+#[test]
+fn explain_gives_verify_s_verdict_on_every_token_of_the_crates_table() {
+    let world = crate::cases::World::with(|builder| builder.token_cache(false));
+    let config = world.config();
+    let config = config.to_str().expect("UTF-8 path");
+    let (mut failures, mut checked) = (Vec::new(), 0);
+    for case in crate::cases::refusals() {
+        let sent = (case.make)();
+        let Some(token) = sent.token() else { continue };
+        world.set_at(case.at);
+        let verified = world.auth.verify(token);
+        if world.auth.explain(token).verdict().map_err(Clone::clone)
+            != verified.as_ref().map(|u| u.user_id()).map_err(Clone::clone)
+        {
+            failures.push(format!("{}: the library's verdict differs", case.name));
+        }
+        let now = case.at.secs().to_string();
+        let out = run(&["explain", "--config", config, "--now", &now, token]);
+        if token.trim().is_empty() {
+            // Nothing to explain: a usage error, not a verdict.
+            if out.code != 2 {
+                failures.push(format!("{}: an empty token exits {}", case.name, out.code));
+            }
+            continue;
+        }
+        if out.last_line() != verdict_line(&verified) {
+            failures.push(format!(
+                "{}: the binary printed {:?}, verify says {:?}",
+                case.name,
+                out.last_line(),
+                verdict_line(&verified)
+            ));
+        }
+        for secret in secrets(token) {
+            if out.stdout.contains(&secret) || out.stderr.contains(&secret) {
+                failures.push(format!("{}: printed {secret:?}", case.name));
+            }
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked > 50, "only {checked} tokens");
+}
+
 #[test]
 fn explain_names_the_precise_check_and_what_zitadel_would_do() {
     let fx = &*FIXTURE;
