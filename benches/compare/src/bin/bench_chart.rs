@@ -14,7 +14,7 @@
 //! text is drawn with DejaVu Sans, embedded by the `dejavu` crate, so no system font
 //! is needed.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use plotters::{
     coord::Shift,
@@ -39,7 +39,11 @@ fn colour(kind: Kind) -> RGBColor {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut criterion_dir = report::criterion_dir();
     // This crate is benches/compare/ in the repository.
-    let mut output = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench.png");
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .ok_or("benches/compare/ is two folders below the repository")?;
+    let mut output = repository.join("docs/bench.png");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
