@@ -15,9 +15,10 @@
 # BENCH_INTERLEAVED_ROUNDS, BENCH_INTERLEAVED_SLICE_MS, BENCH_SPEEDUPS=0,
 # BENCH_CLOCK=cpu (see the bench's module docs).
 #
-# On a quiet 2-core machine, with everything already built: about 6 minutes
-# (criterion about 3, the interleaved pass about 2, the reload bench about 1);
-# the first build of benches/compare in release mode takes about 5 more.
+# On 2 cores, with everything already built: about 7 minutes (the verify bench's
+# setup 10 s, criterion about 3 minutes, the interleaved pass with the speed-ups
+# 2.5 to 3.5, the reload bench 1). The first release builds take about 9 more
+# (benches/compare 4.5 minutes, the main crate's benches 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
