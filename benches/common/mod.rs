@@ -1,5 +1,8 @@
 //! Key material and tokens for the benchmarks: real RSA-2048 keys from aws-lc-rs,
 //! PEM text via `pem`, and RS256 tokens from jsonwebtoken (an independent encoder).
+//!
+//! Shared by `benches/reload.rs` here and by the comparison benchmark in
+//! `benches/compare/` (a crate of its own, which includes this file by path).
 #![allow(dead_code)]
 
 use std::{
@@ -40,12 +43,13 @@ impl BenchKey {
 
     /// An RS256 token for `claims`, made by jsonwebtoken.
     pub fn rs256(&self, claims: &serde_json::Value) -> String {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-            claims,
-            &jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem.as_bytes()).expect("key"),
-        )
-        .expect("encode")
+        rs256_with(&self.encoding_key(), claims)
+    }
+
+    /// The private key as jsonwebtoken reads it, to sign many tokens with (see
+    /// [`rs256_with`]) without reading the PEM text for each.
+    pub fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
+        jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem.as_bytes()).expect("key")
     }
 
     /// The public key PEM as ZITADEL's `KeyData` (base64 of the PEM text).
@@ -53,6 +57,17 @@ impl BenchKey {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(&self.public_pem)
     }
+}
+
+/// An RS256 token for `claims`, signed with `key` (from [`BenchKey::encoding_key`])
+/// by jsonwebtoken: the same header as [`BenchKey::rs256`].
+pub fn rs256_with(key: &jsonwebtoken::EncodingKey, claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        claims,
+        key,
+    )
+    .expect("encode")
 }
 
 /// Seconds since the Unix epoch, now.

@@ -1,9 +1,11 @@
-//! Draws `docs/bench.png` from the results of `cargo bench --bench verify`, and
-//! prints them as Markdown with the targets' PASS/FAIL.
+//! Draws `docs/bench.png` (at the top of the repository) from the results of
+//! `cargo bench --bench verify`, and prints them as Markdown with the targets'
+//! PASS/FAIL.
 //!
 //! ```text
+//! cd benches/compare
 //! cargo bench --bench verify
-//! cargo run --release --example bench_chart [-- --criterion-dir DIR] [--output FILE]
+//! cargo run --release --bin bench_chart [-- --criterion-dir DIR] [--output FILE]
 //! ```
 //!
 //! One horizontal bar per case: operations per second per core (a case run on two
@@ -12,10 +14,7 @@
 //! text is drawn with DejaVu Sans, embedded by the `dejavu` crate, so no system font
 //! is needed.
 
-#[path = "../benches/common/report.rs"]
-mod report;
-
-use std::path::PathBuf;
+use std::path::Path;
 
 use plotters::{
     coord::Shift,
@@ -23,7 +22,7 @@ use plotters::{
     style::{FontStyle, register_font},
 };
 
-use report::{CASES, Estimate, Kind};
+use zitadel_system_auth_compare::report::{self, CASES, Estimate, Kind};
 
 const BAR_HEIGHT: u32 = 34;
 
@@ -39,7 +38,12 @@ fn colour(kind: Kind) -> RGBColor {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut criterion_dir = report::criterion_dir();
-    let mut output = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/bench.png");
+    // This crate is benches/compare/ in the repository.
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .ok_or("benches/compare/ is two folders below the repository")?;
+    let mut output = repository.join("docs/bench.png");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -1,5 +1,18 @@
 //! What a request costs: this crate against the RSA operation it cannot avoid, and
-//! against jwt-authorizer, in one run so that the ratios hold on a noisy machine.
+//! against jwt-authorizer, in one run so that the ratios hold on a noisy machine;
+//! what a full token cache adds to a new token; and what each hand-written
+//! speed-up is worth.
+//!
+//! This bench lives in `benches/compare/`, a crate of its own (so that
+//! jwt-authorizer, axum 0.7, criterion and plotters are never built by the main
+//! crate's `cargo build`, `cargo test` or examples). From the repository's top,
+//! `scripts/bench.sh` runs it, the reload bench and the chart; by hand:
+//!
+//! ```text
+//! cd benches/compare
+//! cargo bench --bench verify
+//! cargo run --release --bin bench_chart
+//! ```
 //!
 //! `cargo bench --bench verify` runs every case with criterion (about 3 minutes on
 //! 2 cores) and prints a Markdown table and each target with PASS or FAIL, read
@@ -9,20 +22,41 @@
 //! machine their ratio carries whatever the load did in between.
 //!
 //! It then runs the interleaved pass (see `interleave`), whose targets are the
-//! verdict of the run, printed last under "Verdict (interleaved pass, medians over
-//! N rounds)":
+//! verdict of the run, printed under "Verdict (interleaved pass, medians over N
+//! rounds)":
 //! - every case runs for a slice of about 4 ms in turn, round after round, 150
-//!   rounds (15 to 20 s on a busy 2-core VM);
+//!   rounds;
 //! - within a round the cases a target compares run next to each other (see
 //!   `INTERLEAVED_ORDER`: floor, verify_uncached, layer_uncached,
 //!   jwt_authorizer_layer, layer_cached, router_no_layer, the per-route cases, the
-//!   refusals, the two registry sizes, then each 1-thread case beside its 2-thread
-//!   case), so each ratio's two times are taken milliseconds apart;
+//!   refusals, the two registry sizes, the full and the empty cache, then each
+//!   1-thread case beside its 2-thread case), so each ratio's two times are taken
+//!   milliseconds apart;
 //! - every other round runs that order backwards (A B, then B A), so a steady
 //!   drift in the machine's speed favours each side of a pair equally often;
 //! - each target is checked in every round; its median over the rounds decides
 //!   PASS or FAIL, printed with the interquartile range (p25..p75) of the
 //!   per-round values and how many rounds passed. No round is dropped.
+//!
+//! The speed-ups (`zitadel_system_auth::testing::Speedup`, each one switched off
+//! process-wide with `testing::set_speedup`) are measured in the same pass, in
+//! every round, two ways (see `SPEEDUPS` and `SPEEDUP_PAIRS`):
+//! - a pair of slices per speed-up, side by side: its case with every speed-up on,
+//!   then the same case with that one off (`verify_cached` for `CoarseClock` and
+//!   `TailHash`, `layer_cached` for `RoomyExtensions`, `refuse_expired` and
+//!   `verify_uncached` for `KnownHeaders` and `SimdBase64`);
+//! - after the round's cases with every speed-up on, the same cases again with one
+//!   speed-up off, for each speed-up in turn, so that every target is also checked
+//!   with each speed-up off.
+//!
+//! The switch is only ever flipped between slices, never while one is timed, and
+//! turned back on as soon as the slice is over (see `SpeedupOff`). Each setting has
+//! its own `SystemAuth`s, built while it is in force, since a cache's hash is chosen
+//! when the cache is made (`TailHash`). This is printed last: "speed-up | case |
+//! with | without | ratio | targets that fail without it", then every target's
+//! median with every speed-up on and with each one off. A round then takes about
+//! 1 s on 2 cores (150 rounds: 2.5 minutes); `BENCH_SPEEDUPS=0` leaves the
+//! speed-ups out (a round then takes about 0.15 s).
 //!
 //! `BENCH_INTERLEAVED_ROUNDS=N` sets the rounds (0 skips the pass) and
 //! `BENCH_INTERLEAVED_SLICE_MS=N` the slice.
@@ -37,10 +71,10 @@
 //! cases only: `cargo bench --bench verify -- '^(floor|verify_uncached)$'`. The
 //! report then marks results that come from an earlier run, and the interleaved
 //! pass (which always runs every case) is skipped unless `BENCH_INTERLEAVED_ROUNDS`
-//! asks for it. `cargo run --release --example bench_chart` draws `docs/bench.png`
+//! asks for it. `cargo run --release --bin bench_chart` draws `docs/bench.png`
 //! from criterion's results and prints the tables again.
 //!
-//! The cases (see `common/report.rs` for the list and the targets):
+//! The cases (see `src/report.rs` for the list and the targets):
 //! - `floor`: aws-lc-rs `verify_sig` over the token's signing input with a key
 //!   parsed once and the signature already decoded: the one RSA operation.
 //! - `verify_uncached`, `verify_cached`: `SystemAuth::verify` with the cache off,
@@ -60,17 +94,24 @@
 //!   targets.
 //! - `refuse_*`: tokens that must be refused before any RSA (cache off).
 //! - `verify_uncached_1_user`, `verify_uncached_10000_users`: the registry's size.
+//! - `verify_uncached_full_cache`, `verify_uncached_empty_cache`: `verify` with the
+//!   cache on (default capacity, 10,000 tokens) of a valid token that cache has
+//!   never seen, so each call is an RSA verification and an insert: into a cache
+//!   kept full of valid tokens with staggered `exp` (each insert evicts one), and
+//!   into one that holds fewer than 1,000 (see `Pool`).
 //! - `*_1_thread`, `*_2_threads`: the same operation on 1 or 2 threads at once
 //!   (`layer_cached_*`: each thread with its own service, sharing the `SystemAuth`).
 
+#[path = "../../common/mod.rs"]
 mod common;
-#[path = "common/report.rs"]
-mod report;
 
 use std::{
     collections::BTreeMap,
     hint::black_box,
-    sync::{Barrier, OnceLock},
+    sync::{
+        Barrier, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -88,9 +129,124 @@ use tower::{Layer as _, ServiceExt as _};
 use zitadel_system_auth::{
     AuthError, SystemAuth, SystemAuthService,
     error::{AudienceHint, Malformed},
+    testing::{Speedup, set_speedup},
 };
+use zitadel_system_auth_compare::report;
 
 use common::{AUD, BenchKey, USER};
+
+/// The token cache's default capacity, in tokens (the builder's
+/// `token_cache_capacity`); checked when the full-cache case fills a cache built
+/// with the defaults.
+const CACHE_CAPACITY: usize = 10_000;
+
+/// How many distinct valid tokens the cache cases cycle through: more than
+/// [`CACHE_CAPACITY`], see [`Pool`].
+const POOL_SIZE: usize = 12_000;
+
+/// The empty-cache case verifies at most this many tokens with one `SystemAuth`
+/// before it takes a fresh one, so its cache never holds more than this.
+const EMPTY_CACHE_TOKENS: u64 = 1_000;
+
+/// The pool's first token expires this long (in seconds) after the bench started;
+/// a run must end before it does.
+const POOL_FIRST_EXP: u64 = 30 * 60;
+
+/// Valid tokens that the cache cases verify, each one a token the cache it is
+/// given has not seen.
+///
+/// `POOL_SIZE` tokens for [`USER`], `iat` from now to 7 s ago and `exp` staggered
+/// over 25 minutes from [`POOL_FIRST_EXP`] on (8 tokens a second, each with its
+/// own `iat`, so that all are distinct), in shuffled order, so that the
+/// cache holds entries whose time windows all end at different times, in no
+/// order. Minting takes a few seconds (one RSA signature each, on every core),
+/// once.
+///
+/// Why no timed call is a cache hit: the full cache is filled with the first
+/// [`CACHE_CAPACITY`] + 1 tokens, and then verifies the pool in order, round and
+/// round (one cursor per `SystemAuth`, in [`Auths`]). No token is ever hit there,
+/// so second-chance eviction drops the oldest entry at each insert and the cache
+/// holds the last `CACHE_CAPACITY` tokens verified; a token comes round again
+/// after `POOL_SIZE − 1` others, more than the cache holds, so it was evicted.
+/// The empty-cache case takes a fresh `SystemAuth` (untimed) for each run of at
+/// most [`EMPTY_CACHE_TOKENS`] tokens, all distinct, and checks after each run
+/// that its cache holds as many tokens as it verified: every one was a miss.
+struct Pool {
+    tokens: Vec<String>,
+    /// When the first token expires.
+    first_exp: SystemTime,
+}
+
+impl Pool {
+    fn mint(key: &BenchKey) -> Pool {
+        let started = Instant::now();
+        let now = common::now();
+        let signer = key.encoding_key();
+        // Token `i` gets slot `j` of the staggering: a bijection (7,919 is prime and
+        // does not divide POOL_SIZE), so `exp` is not in insertion order.
+        let mint = |i: usize| {
+            let j = i * 7_919 % POOL_SIZE;
+            let iat = now - (j % 8) as u64;
+            let exp = now + POOL_FIRST_EXP + (j / 8) as u64;
+            common::rs256_with(
+                &signer,
+                &serde_json::json!({ "iss": USER, "sub": USER, "aud": AUD, "iat": iat, "exp": exp }),
+            )
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = POOL_SIZE.div_ceil(threads);
+        let tokens: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..POOL_SIZE)
+                .step_by(per_thread)
+                .map(|from| {
+                    let mint = &mint;
+                    scope.spawn(move || {
+                        (from..(from + per_thread).min(POOL_SIZE))
+                            .map(mint)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("minting thread"))
+                .collect()
+        });
+        let mut distinct: Vec<&String> = tokens.iter().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), POOL_SIZE, "the pool's tokens are distinct");
+        eprintln!(
+            "{POOL_SIZE} tokens for the cache cases minted in {:.2?}",
+            started.elapsed()
+        );
+        Pool {
+            tokens,
+            first_exp: SystemTime::UNIX_EPOCH + Duration::from_secs(now + POOL_FIRST_EXP),
+        }
+    }
+
+    /// The token at `index` (modulo the pool's size).
+    fn token(&self, index: usize) -> &str {
+        &self.tokens[index % POOL_SIZE]
+    }
+
+    /// Verifies the pool's token at `index` with `auth`, which must accept it.
+    fn verify(&self, auth: &SystemAuth, index: usize) {
+        if let Err(error) = auth.verify(black_box(self.token(index))) {
+            panic!(
+                "a pool token was refused ({error}); its tokens expire from {} min after \
+                 the bench started on{}",
+                POOL_FIRST_EXP / 60,
+                if SystemTime::now() > self.first_exp {
+                    ", and that time has come: the run took too long"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}
 
 /// Everything the cases share, made once before any timing.
 struct Fixture {
@@ -107,11 +263,14 @@ struct Fixture {
     unknown_user: String,
     /// A valid token for `system-user-5000` (for the 10,000-user registry).
     token_user_5000: String,
+    /// The config with `system-user-1` alone, its key inline.
+    one_user: String,
+    /// The config with 10,000 users sharing one key file.
+    many_users: String,
     /// Holds the key file of the 10,000-user config.
     _dir: tempfile::TempDir,
-    auth_uncached: SystemAuth,
-    auth_cached: SystemAuth,
-    auth_10000_users: SystemAuth,
+    /// The cache cases' tokens.
+    pool: Pool,
 }
 
 impl Fixture {
@@ -129,38 +288,21 @@ impl Fixture {
         let signing_input = signing_input.as_bytes().to_vec();
         let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
 
-        let one_user = common::config_with_key_data(USER, &key);
-        let build = |yaml: &str, cache: bool| {
-            SystemAuth::builder()
-                .config_yaml(yaml)
-                .token_cache(cache)
-                .watch(false)
-                .build()
-                .expect("config loads")
-        };
-        let auth_uncached = build(&one_user, false);
-        let auth_cached = build(&one_user, true);
-
         // 10,000 users sharing one key file, and `SystemAPIUsers` as one mapping
         // (the list form parses in quadratic time, see benches/reload.rs), so the
         // setup stays quick: each user still gets its own entry and parsed key.
         let dir = tempfile::tempdir().expect("temp dir");
         let shared = dir.path().join("shared.pub");
         std::fs::write(&shared, &key.public_pem).expect("write key");
-        let started = Instant::now();
-        let many = common::config_with_paths_map(
+        let many_users = common::config_with_paths_map(
             (0..10_000).map(|i| (format!("system-user-{i}"), shared.as_path())),
         );
-        let auth_10000_users = build(&many, false);
-        assert_eq!(auth_10000_users.user_ids().len(), 10_000);
-        eprintln!(
-            "token: {} bytes; 10,000-user registry built in {:.2?}",
-            token.len(),
-            started.elapsed()
-        );
+        eprintln!("token: {} bytes", token.len());
+        let pool = Pool::mint(&key);
 
         Fixture {
             bearer: format!("Bearer {token}"),
+            one_user: common::config_with_key_data(USER, &key),
             key,
             token,
             signing_input,
@@ -169,11 +311,21 @@ impl Fixture {
             expired,
             unknown_user,
             token_user_5000,
+            many_users,
             _dir: dir,
-            auth_uncached,
-            auth_cached,
-            auth_10000_users,
+            pool,
         }
+    }
+
+    /// A `SystemAuth` for `yaml`, not watching files, the cache on (with its
+    /// default limits) or off.
+    fn auth(yaml: &str, cache: bool) -> SystemAuth {
+        SystemAuth::builder()
+            .config_yaml(yaml)
+            .token_cache(cache)
+            .watch(false)
+            .build()
+            .expect("config loads")
     }
 
     /// The key parsed once, as `floor` uses it.
@@ -183,21 +335,22 @@ impl Fixture {
     }
 
     /// Checks, once, that every case does what its name says.
-    fn check(&self, rt: &Runtime, jwt_authorizer: &JwtAuthorizerApp) {
+    fn check(&self, auths: &Auths, rt: &Runtime, jwt_authorizer: &JwtAuthorizerApp) {
         let key = self.parsed_key();
         key.verify_sig(&self.signing_input, &self.signature)
             .expect("floor verifies");
-        for auth in [&self.auth_uncached, &self.auth_cached] {
+        for auth in [&auths.uncached, &auths.cached] {
             assert_eq!(auth.verify(&self.token).expect("verifies").user_id(), USER);
         }
         assert_eq!(
-            self.auth_10000_users
+            auths
+                .users_10000
                 .verify(&self.token_user_5000)
                 .expect("user 5000 verifies")
                 .user_id(),
             "system-user-5000"
         );
-        let auth = &self.auth_uncached;
+        let auth = &auths.uncached;
         assert_eq!(
             auth.verify("abc.def").unwrap_err(),
             AuthError::Malformed(Malformed::Segments)
@@ -214,9 +367,10 @@ impl Fixture {
             auth.verify(&self.unknown_user).unwrap_err(),
             AuthError::UnknownUser
         );
+        assert_eq!(auths.full_cache.status().cached_tokens, CACHE_CAPACITY);
         rt.block_on(async {
             let no_token = || Request::get("/").body(Body::empty()).expect("request");
-            for auth in [&self.auth_uncached, &self.auth_cached] {
+            for auth in [&auths.uncached, &auths.cached] {
                 assert_eq!(status(protected(auth), self.request()).await, 200);
                 assert_eq!(status(protected(auth), no_token()).await, 401);
                 assert_eq!(status(per_route(auth.layer()), self.request()).await, 200);
@@ -262,6 +416,121 @@ impl Fixture {
             .body(axum07::body::Body::empty())
             .expect("request")
     }
+}
+
+/// The `SystemAuth`s the cases use, built under one setting of the speed-ups (see
+/// [`Setting`]): a cache takes its hash when it is made, so each setting has its
+/// own.
+struct Auths {
+    uncached: SystemAuth,
+    cached: SystemAuth,
+    users_10000: SystemAuth,
+    /// Cache on with its defaults, full: see [`Pool`].
+    full_cache: SystemAuth,
+    /// The pool index `full_cache` verifies next: every token before it (round
+    /// the pool) has been verified, the last [`CACHE_CAPACITY`] are cached.
+    full_cache_next: AtomicUsize,
+}
+
+impl Auths {
+    /// Builds them with the speed-ups as `setting` says (then all on again).
+    fn build(fx: &Fixture, setting: Setting) -> Auths {
+        let started = Instant::now();
+        let _off = SpeedupOff::new(setting.off);
+        // One token more than the capacity: the cache still holds exactly
+        // CACHE_CAPACITY, so that is its capacity, and it is full.
+        let full_cache = Fixture::auth(&fx.one_user, true);
+        for index in 0..=CACHE_CAPACITY {
+            fx.pool.verify(&full_cache, index);
+        }
+        assert_eq!(full_cache.status().cached_tokens, CACHE_CAPACITY);
+        let auths = Auths {
+            uncached: Fixture::auth(&fx.one_user, false),
+            cached: Fixture::auth(&fx.one_user, true),
+            users_10000: Fixture::auth(&fx.many_users, false),
+            full_cache,
+            full_cache_next: AtomicUsize::new(CACHE_CAPACITY + 1),
+        };
+        assert_eq!(auths.users_10000.user_ids().len(), 10_000);
+        eprintln!(
+            "SystemAuths for {} (a 10,000-user registry, a full cache) built in {:.2?}",
+            setting.label(),
+            started.elapsed()
+        );
+        auths
+    }
+}
+
+/// Every hand-written speed-up, in the order of the tables.
+const SPEEDUPS: [Speedup; 5] = [
+    Speedup::CoarseClock,
+    Speedup::KnownHeaders,
+    Speedup::SimdBase64,
+    Speedup::TailHash,
+    Speedup::RoomyExtensions,
+];
+
+/// The with/without pairs of the interleaved pass: each speed-up on the case
+/// where it does its work.
+const SPEEDUP_PAIRS: &[(Speedup, &str)] = &[
+    (Speedup::CoarseClock, "verify_cached"),
+    (Speedup::KnownHeaders, "refuse_expired"),
+    (Speedup::KnownHeaders, "verify_uncached"),
+    (Speedup::SimdBase64, "refuse_expired"),
+    (Speedup::SimdBase64, "verify_uncached"),
+    (Speedup::TailHash, "verify_cached"),
+    (Speedup::RoomyExtensions, "layer_cached"),
+];
+
+/// Which speed-up is off, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Setting {
+    off: Option<Speedup>,
+}
+
+impl Setting {
+    const ALL_ON: Setting = Setting { off: None };
+
+    fn label(self) -> String {
+        match self.off {
+            None => "every speed-up on".to_owned(),
+            Some(speedup) => format!("{speedup:?} off"),
+        }
+    }
+}
+
+/// Turns one speed-up off for the whole process until dropped, then on again.
+/// Only ever held around a slice, outside its timer (see [`switched`]), or
+/// around a setup.
+struct SpeedupOff(Option<Speedup>);
+
+impl SpeedupOff {
+    fn new(off: Option<Speedup>) -> SpeedupOff {
+        if let Some(speedup) = off {
+            set_speedup(speedup, false);
+        }
+        SpeedupOff(off)
+    }
+}
+
+impl Drop for SpeedupOff {
+    fn drop(&mut self) {
+        if let Some(speedup) = self.0 {
+            set_speedup(speedup, true);
+        }
+    }
+}
+
+/// `routine` with the speed-ups as `setting` says while it runs: switched before
+/// the routine starts its timer, and back on after it stopped it.
+fn switched<'a>(setting: Setting, mut routine: Routine<'a>) -> Routine<'a> {
+    if setting.off.is_none() {
+        return routine;
+    }
+    Box::new(move |n| {
+        let _off = SpeedupOff::new(setting.off);
+        routine(n)
+    })
 }
 
 /// The status `app` answers `request` with.
@@ -499,9 +768,11 @@ where
     }
 }
 
-/// Every case of the bench, in the order of `common/report.rs`.
+/// Every case of the bench, in the order of `src/report.rs`, with the
+/// `SystemAuth`s of `auths`.
 fn cases<'a>(
     fx: &'a Fixture,
+    auths: &'a Auths,
     rt: &'a Runtime,
     jwt_authorizer: &'a JwtAuthorizerApp,
 ) -> Vec<(&'static str, Routine<'a>)> {
@@ -521,24 +792,24 @@ fn cases<'a>(
     cases.push((
         "verify_uncached",
         timed(|| {
-            black_box(fx.auth_uncached.verify(black_box(&fx.token)).expect("ok"));
+            black_box(auths.uncached.verify(black_box(&fx.token)).expect("ok"));
         }),
     ));
     cases.push((
         "verify_cached",
         timed(|| {
-            black_box(fx.auth_cached.verify(black_box(&fx.token)).expect("ok"));
+            black_box(auths.cached.verify(black_box(&fx.token)).expect("ok"));
         }),
     ));
 
     // 3. Through a Router.
     cases.push((
         "layer_uncached",
-        through(rt, protected(&fx.auth_uncached), || fx.request()),
+        through(rt, protected(&auths.uncached), || fx.request()),
     ));
     cases.push((
         "layer_cached",
-        through(rt, protected(&fx.auth_cached), || fx.request()),
+        through(rt, protected(&auths.cached), || fx.request()),
     ));
     cases.push(("router_no_layer", through(rt, router(), || fx.request())));
     cases.push((
@@ -549,11 +820,11 @@ fn cases<'a>(
     // axum takes for any layer there.
     cases.push((
         "layer_uncached_per_route",
-        through(rt, per_route(fx.auth_uncached.layer()), || fx.request()),
+        through(rt, per_route(auths.uncached.layer()), || fx.request()),
     ));
     cases.push((
         "layer_cached_per_route",
-        through(rt, per_route(fx.auth_cached.layer()), || fx.request()),
+        through(rt, per_route(auths.cached.layer()), || fx.request()),
     ));
     cases.push((
         "router_noop_layer_per_route",
@@ -572,7 +843,7 @@ fn cases<'a>(
         cases.push((
             name,
             timed(move || {
-                black_box(fx.auth_uncached.verify(black_box(token)).unwrap_err());
+                black_box(auths.uncached.verify(black_box(token)).unwrap_err());
             }),
         ));
     }
@@ -581,17 +852,61 @@ fn cases<'a>(
     cases.push((
         "verify_uncached_1_user",
         timed(|| {
-            black_box(fx.auth_uncached.verify(black_box(&fx.token)).expect("ok"));
+            black_box(auths.uncached.verify(black_box(&fx.token)).expect("ok"));
         }),
     ));
     cases.push((
         "verify_uncached_10000_users",
         timed(|| {
             black_box(
-                fx.auth_10000_users
+                auths
+                    .users_10000
                     .verify(black_box(&fx.token_user_5000))
                     .expect("ok"),
             );
+        }),
+    ));
+
+    // 6. A token the cache has not seen, into a full cache and into an empty
+    // one (see `Pool`), measured back to back. Both run the same loop.
+    cases.push((
+        "verify_uncached_full_cache",
+        Box::new(|n| {
+            let next = &auths.full_cache_next;
+            let from = next.load(Ordering::Relaxed);
+            let timer = Timer::start();
+            for index in from..from + n as usize {
+                fx.pool.verify(&auths.full_cache, index);
+            }
+            let took = timer.elapsed();
+            next.store((from + n as usize) % POOL_SIZE, Ordering::Relaxed);
+            took
+        }),
+    ));
+    let mut next = 0;
+    cases.push((
+        "verify_uncached_empty_cache",
+        Box::new(move |n| {
+            let mut took = Duration::ZERO;
+            let mut left = n;
+            while left > 0 {
+                let size = left.min(EMPTY_CACHE_TOKENS);
+                let auth = Fixture::auth(&fx.one_user, true);
+                let from = next;
+                let timer = Timer::start();
+                for index in from..from + size as usize {
+                    fx.pool.verify(&auth, index);
+                }
+                took += timer.elapsed();
+                assert_eq!(
+                    auth.status().cached_tokens,
+                    size as usize,
+                    "every token of the empty-cache case is a miss"
+                );
+                next = (from + size as usize) % POOL_SIZE;
+                left -= size;
+            }
+            took
         }),
     ));
 
@@ -625,7 +940,7 @@ fn cases<'a>(
                 on_threads(threads, iters, || {
                     move |n| {
                         for _ in 0..n {
-                            black_box(fx.auth_uncached.verify(black_box(&fx.token)).expect("ok"));
+                            black_box(auths.uncached.verify(black_box(&fx.token)).expect("ok"));
                         }
                     }
                 })
@@ -645,7 +960,7 @@ fn cases<'a>(
             Box::new(move |iters| {
                 on_threads(threads, iters, || {
                     let rt = current_thread_runtime();
-                    let app = protected(&fx.auth_cached);
+                    let app = protected(&auths.cached);
                     move |n| {
                         rt.block_on(async {
                             for _ in 0..n {
@@ -664,10 +979,10 @@ fn cases<'a>(
 /// The order of the cases within a round of the interleaved pass: the cases that a
 /// target compares sit next to each other (the floor first, next to the cases
 /// compared with it; `jwt_authorizer_layer` between the two layer cases it is
-/// compared with; `layer_cached` next to `router_no_layer`; each 1-thread case
-/// next to its 2-thread case), so that each ratio's two times are taken a few
-/// milliseconds apart. `verify_cached` is in no target and only sits where it
-/// parts no pair.
+/// compared with; `layer_cached` next to `router_no_layer`; the full cache next to
+/// the empty one; each 1-thread case next to its 2-thread case), so that each
+/// ratio's two times are taken a few milliseconds apart. `verify_cached` is in no
+/// target and only sits where it parts no pair.
 const INTERLEAVED_ORDER: &[&str] = &[
     "floor",
     "verify_uncached",
@@ -685,6 +1000,8 @@ const INTERLEAVED_ORDER: &[&str] = &[
     "refuse_unknown_user",
     "verify_uncached_1_user",
     "verify_uncached_10000_users",
+    "verify_uncached_full_cache",
+    "verify_uncached_empty_cache",
     "floor_1_thread",
     "floor_2_threads",
     "verify_uncached_1_thread",
@@ -716,54 +1033,74 @@ fn slice_size(routine: &mut Routine<'_>, slice: Duration) -> u64 {
     size_for(n, routine(n))
 }
 
-/// The interleaved pass: every case runs for about `slice` in turn, round after
-/// round, so that a change in the machine's load hits all cases alike. The cases
-/// run in [`INTERLEAVED_ORDER`] in even rounds and in the reverse order in odd
-/// rounds (A B, then B A): a steady drift in the machine's speed then favours each
-/// case of a pair as often as the other. Returns each round's time per operation
-/// by case; the targets are then checked in every round and the median taken.
-fn interleave(
-    cases: &mut [(&'static str, Routine<'_>)],
-    rounds: usize,
-    slice: Duration,
-) -> Vec<BTreeMap<&'static str, f64>> {
-    let order: Vec<usize> = INTERLEAVED_ORDER
-        .iter()
-        .map(|name| {
-            cases
+/// What a slice of the interleaved pass measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A case, with the speed-ups as setting `setting` (an index into the pass's
+    /// settings) says.
+    Case { setting: usize, name: &'static str },
+    /// Pair `pair` of [`SPEEDUP_PAIRS`], with its speed-up on or off.
+    Pair { pair: usize, on: bool },
+}
+
+/// The slices of one round, in order: every case of [`INTERLEAVED_ORDER`] with
+/// every speed-up on, then the [`SPEEDUP_PAIRS`] (with, without), then every case
+/// again with each speed-up of `settings` off in turn.
+fn round_order(settings: &[Setting]) -> Vec<Slot> {
+    let mut order = Vec::new();
+    for (setting, _) in settings.iter().enumerate() {
+        order.extend(
+            INTERLEAVED_ORDER
                 .iter()
-                .position(|c| c.0 == *name)
-                .expect("INTERLEAVED_ORDER names a case")
-        })
-        .collect();
-    let mut distinct = order.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    assert_eq!(
-        (distinct.len(), order.len()),
-        (cases.len(), cases.len()),
-        "INTERLEAVED_ORDER lists every case once"
-    );
-    let sizes: Vec<u64> = cases
+                .map(|&name| Slot::Case { setting, name }),
+        );
+        if setting == 0 && settings.len() > 1 {
+            for pair in 0..SPEEDUP_PAIRS.len() {
+                order.push(Slot::Pair { pair, on: true });
+                order.push(Slot::Pair { pair, on: false });
+            }
+        }
+    }
+    order
+}
+
+/// The interleaved pass: every slice runs for about `slice` in turn, round after
+/// round, so that a change in the machine's load hits all cases alike. The slices
+/// run in their order in even rounds and in the reverse order in odd rounds (A B,
+/// then B A): a steady drift in the machine's speed then favours each case of a
+/// pair as often as the other. Returns each round's time per operation of each
+/// slice, in nanoseconds, in the slices' order; the targets are then checked in
+/// every round and the median taken.
+fn interleave(slices: &mut [Routine<'_>], rounds: usize, slice: Duration) -> Vec<Vec<f64>> {
+    let sizes: Vec<u64> = slices
         .iter_mut()
-        .map(|(_, routine)| slice_size(routine, slice))
+        .map(|routine| slice_size(routine, slice))
         .collect();
+    let count = slices.len();
     let mut results = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let mut times = BTreeMap::new();
+        let mut times = vec![f64::NAN; count];
         let mut run = |i: usize| {
-            let (name, routine) = &mut cases[i];
-            let took = routine(sizes[i]);
-            times.insert(*name, took.as_secs_f64() * 1e9 / sizes[i] as f64);
+            let took = slices[i](sizes[i]);
+            times[i] = took.as_secs_f64() * 1e9 / sizes[i] as f64;
         };
         if round % 2 == 0 {
-            order.iter().for_each(|&i| run(i));
+            (0..count).for_each(&mut run);
         } else {
-            order.iter().rev().for_each(|&i| run(i));
+            (0..count).rev().for_each(&mut run);
         }
         results.push(times);
     }
     results
+}
+
+/// Takes the case `name` out of `cases`.
+fn take_case<'a>(cases: &mut Vec<(&'static str, Routine<'a>)>, name: &str) -> Routine<'a> {
+    let at = cases
+        .iter()
+        .position(|c| c.0 == name)
+        .unwrap_or_else(|| panic!("no case {name}"));
+    cases.swap_remove(at).1
 }
 
 fn main() {
@@ -771,13 +1108,19 @@ fn main() {
     let fx = Fixture::new();
     let rt = current_thread_runtime();
     let jwt_authorizer = jwt_authorizer_app(&rt, &fx.key.public_pem);
-    fx.check(&rt, &jwt_authorizer);
-    let mut cases = cases(&fx, &rt, &jwt_authorizer);
+    let auths_on = Auths::build(&fx, Setting::ALL_ON);
+    fx.check(&auths_on, &rt, &jwt_authorizer);
+    let mut all_on = cases(&fx, &auths_on, &rt, &jwt_authorizer);
     assert_eq!(
-        cases.iter().map(|c| c.0).collect::<Vec<_>>(),
+        all_on.iter().map(|c| c.0).collect::<Vec<_>>(),
         report::CASES.iter().map(|c| c.name).collect::<Vec<_>>(),
         "the cases and report::CASES list the same names in the same order"
     );
+    let mut in_order: Vec<&str> = INTERLEAVED_ORDER.to_vec();
+    in_order.sort_unstable();
+    let mut names: Vec<&str> = all_on.iter().map(|c| c.0).collect();
+    names.sort_unstable();
+    assert_eq!(in_order, names, "INTERLEAVED_ORDER lists every case once");
 
     // With no arguments but cargo's `--bench`: the whole run, then the interleaved
     // pass. With a filter or any criterion option, criterion alone.
@@ -790,7 +1133,7 @@ fn main() {
         // keep the analysis to a fraction of a second per case.
         .nresamples(10_000)
         .configure_from_args();
-    for (name, routine) in cases.iter_mut() {
+    for (name, routine) in all_on.iter_mut() {
         c.bench_function(name, |b| b.iter_custom(&mut *routine));
     }
     c.final_summary();
@@ -820,15 +1163,82 @@ fn main() {
         return;
     }
     let slice = Duration::from_millis(env_number("BENCH_INTERLEAVED_SLICE_MS").unwrap_or(4));
+    let speedups = env_number("BENCH_SPEEDUPS").unwrap_or(1) != 0;
+    let mut settings = vec![Setting::ALL_ON];
+    if speedups {
+        settings.extend(SPEEDUPS.map(|speedup| Setting { off: Some(speedup) }));
+    }
+    // Each setting's SystemAuths, built while it is in force.
+    let auths_off: Vec<Auths> = settings[1..]
+        .iter()
+        .map(|&setting| Auths::build(&fx, setting))
+        .collect();
+    let auths = |setting: usize| match setting {
+        0 => &auths_on,
+        k => &auths_off[k - 1],
+    };
+    let order = round_order(&settings);
+    let mut by_setting: Vec<Vec<(&'static str, Routine<'_>)>> = vec![all_on];
+    by_setting.extend((1..settings.len()).map(|k| cases(&fx, auths(k), &rt, &jwt_authorizer)));
+    let mut slices: Vec<Routine<'_>> = Vec::with_capacity(order.len());
+    for slot in &order {
+        let routine = match *slot {
+            Slot::Case { setting, name } => {
+                switched(settings[setting], take_case(&mut by_setting[setting], name))
+            }
+            Slot::Pair { pair, on } => {
+                let (speedup, name) = SPEEDUP_PAIRS[pair];
+                let setting = if on {
+                    0
+                } else {
+                    settings
+                        .iter()
+                        .position(|s| s.off == Some(speedup))
+                        .expect("a setting per speed-up")
+                };
+                let mut cases = cases(&fx, auths(setting), &rt, &jwt_authorizer);
+                switched(settings[setting], take_case(&mut cases, name))
+            }
+        };
+        slices.push(routine);
+    }
     println!(
         "Interleaved pass: {rounds} rounds, each case ~{slice:?} per round, the cases a target \
-         compares side by side, every other round in reverse order.\n"
+         compares side by side, every other round in reverse order{}.\n",
+        if speedups {
+            "; in each round, each speed-up's case with and without it, side by side, then \
+             every case again with each speed-up off in turn"
+        } else {
+            " (speed-ups not measured: BENCH_SPEEDUPS=0)"
+        }
     );
     let pass_started = Instant::now();
-    let results = interleave(&mut cases, rounds as usize, slice);
+    let times = interleave(&mut slices, rounds as usize, slice);
+    drop(slices);
+    // Every speed-up on again, whatever happened (each slice already turned its
+    // own back on).
+    for speedup in SPEEDUPS {
+        set_speedup(speedup, true);
+    }
     let pass_took = pass_started.elapsed();
     println!("Interleaved pass took {:.1} s.\n", pass_took.as_secs_f64());
-    println!("{}", report::interleaved_cases_table(&results));
+
+    // Each round's times by setting and case, and by pair.
+    let mut per_setting = vec![vec![BTreeMap::new(); times.len()]; settings.len()];
+    let mut per_pair = vec![vec![(f64::NAN, f64::NAN); times.len()]; SPEEDUP_PAIRS.len()];
+    for (round, times) in times.iter().enumerate() {
+        for (slot, &time) in order.iter().zip(times) {
+            match *slot {
+                Slot::Case { setting, name } => {
+                    per_setting[setting][round].insert(name, time);
+                }
+                Slot::Pair { pair, on: true } => per_pair[pair][round].0 = time,
+                Slot::Pair { pair, on: false } => per_pair[pair][round].1 = time,
+            }
+        }
+    }
+    let results = &per_setting[0];
+    println!("{}", report::interleaved_cases_table(results));
     println!("## Verdict (interleaved pass, medians over {rounds} rounds)\n");
     println!(
         "The criterion tables above are per case and sequential: each case was measured on \
@@ -837,8 +1247,42 @@ fn main() {
          checked in every round on times taken milliseconds apart, and its median over the \
          rounds decides; p25..p75 is the interquartile range of the per-round values.\n"
     );
-    println!("{}", report::interleaved_targets_table(&results));
-    println!("{}", report::per_route_table(&results));
+    println!("{}", report::interleaved_targets_table(results));
+    println!("{}", report::per_route_table(results));
+    if !speedups {
+        return;
+    }
+
+    println!("## The hand-written speed-ups (interleaved pass, medians over {rounds} rounds)\n");
+    println!(
+        "with and without: each speed-up's case with every speed-up on and with that one \
+         off, in slices side by side in every round; ratio: the median over the rounds of \
+         without ÷ with (above 1: the speed-up saves time). Targets that fail without it: \
+         the targets whose median fails over the rounds in which every case ran again with \
+         that speed-up off (the table after this one gives them all).\n"
+    );
+    let pairs: Vec<report::SpeedupPair<'_>> = SPEEDUP_PAIRS
+        .iter()
+        .zip(&per_pair)
+        .map(|(&(speedup, case), rounds)| report::SpeedupPair {
+            speedup: format!("{speedup:?}"),
+            case,
+            rounds,
+        })
+        .collect();
+    let off: Vec<(String, &[BTreeMap<&'static str, f64>])> = settings[1..]
+        .iter()
+        .zip(&per_setting[1..])
+        .map(|(setting, rounds)| {
+            (
+                format!("{:?}", setting.off.expect("a speed-up off")),
+                rounds.as_slice(),
+            )
+        })
+        .collect();
+    println!("{}", report::speedup_table(&pairs, results, &off));
+    println!("Every target with every speed-up on, and with each one off:\n");
+    println!("{}", report::targets_by_setting_table(results, &off));
 }
 
 /// A whole number from the environment variable `name`, if set (panics if it is

@@ -1,10 +1,9 @@
 //! Reads criterion's results for the `verify` bench cases and checks the targets.
 //!
 //! Shared by `benches/verify.rs` (which prints this after its run) and
-//! `examples/bench_chart.rs` (which also draws the chart). Criterion keeps the
+//! `src/bin/bench_chart.rs` (which also draws the chart). Criterion keeps the
 //! last run of each case in `<criterion dir>/<case>/new/estimates.json`; the mean's
 //! point estimate there is the time per operation in nanoseconds.
-#![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
@@ -146,6 +145,18 @@ pub const CASES: &[Case] = &[
         1,
         Kind::Ours,
         "verify, cache off, 10,000 users",
+    ),
+    case(
+        "verify_uncached_full_cache",
+        1,
+        Kind::Ours,
+        "verify, cache on and full (10,000 tokens, staggered exp), a new token",
+    ),
+    case(
+        "verify_uncached_empty_cache",
+        1,
+        Kind::Ours,
+        "verify, cache on, under 1,000 tokens in it, a new token",
     ),
     case(
         "floor_1_thread",
@@ -390,6 +401,12 @@ pub fn targets(time: impl Fn(&str) -> Option<f64>) -> Vec<Target> {
             false,
         ),
         target(
+            "verify_uncached_full_cache / verify_uncached_empty_cache ≤ 1.05",
+            ratio("verify_uncached_full_cache", "verify_uncached_empty_cache"),
+            1.05,
+            false,
+        ),
+        target(
             "jwt_authorizer_layer / layer_uncached ≥ 1.3",
             ratio("jwt_authorizer_layer", "layer_uncached"),
             1.3,
@@ -587,6 +604,53 @@ pub fn interleaved_cases_table(rounds: &[BTreeMap<&'static str, f64>]) -> String
     out
 }
 
+/// One target over the rounds of the interleaved pass.
+#[derive(Debug, Clone)]
+pub struct TargetSummary {
+    /// The target with its median over the rounds as its value (which decides
+    /// PASS or FAIL); `None` when its cases were not measured.
+    pub median: Target,
+    /// The interquartile range of the per-round values.
+    pub p25: f64,
+    pub p75: f64,
+    /// In how many rounds it passed, of how many.
+    pub passed: usize,
+    pub rounds: usize,
+}
+
+/// Each target checked in every round of `rounds` (time per op by case), with
+/// its median over the rounds.
+pub fn interleaved_targets(rounds: &[BTreeMap<&'static str, f64>]) -> Vec<TargetSummary> {
+    let per_round: Vec<Vec<Target>> = rounds
+        .iter()
+        .map(|r| targets(|name| r.get(name).copied()))
+        .collect();
+    let Some(first) = per_round.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, target)| {
+            let values: Vec<f64> = per_round.iter().filter_map(|ts| ts[i].value).collect();
+            let passed = per_round
+                .iter()
+                .filter(|ts| ts[i].pass() == Some(true))
+                .count();
+            TargetSummary {
+                median: Target {
+                    value: (!values.is_empty()).then(|| quantile(&values, 0.5)),
+                    ..target.clone()
+                },
+                p25: quantile(&values, 0.25),
+                p75: quantile(&values, 0.75),
+                passed,
+                rounds: values.len(),
+            }
+        })
+        .collect()
+}
+
 /// The interleaved pass's verdict: each target checked in every round, with the
 /// median over the rounds (which decides PASS or FAIL), the interquartile range
 /// of the per-round values (p25..p75) and how many rounds passed.
@@ -594,37 +658,140 @@ pub fn interleaved_targets_table(rounds: &[BTreeMap<&'static str, f64>]) -> Stri
     let mut out = String::new();
     out.push_str("| target | median | p25..p75 | rounds passed | result |\n");
     out.push_str("| --- | ---: | ---: | ---: | --- |\n");
-    let per_round: Vec<Vec<Target>> = rounds
-        .iter()
-        .map(|r| targets(|name| r.get(name).copied()))
-        .collect();
-    let Some(first) = per_round.first() else {
-        return out;
-    };
-    for (i, target) in first.iter().enumerate() {
-        let values: Vec<f64> = per_round.iter().filter_map(|ts| ts[i].value).collect();
-        if values.is_empty() {
+    for summary in interleaved_targets(rounds) {
+        let target = &summary.median;
+        let Some(median) = target.value else {
             let _ = writeln!(out, "| {} | not measured | | | - |", target.label);
             continue;
-        }
-        let passed = per_round
-            .iter()
-            .filter(|ts| ts[i].pass() == Some(true))
-            .count();
-        let median = Target {
-            value: Some(quantile(&values, 0.5)),
-            ..target.clone()
         };
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {:.3}..{:.3} | {passed}/{} | {} |",
+            "| {} | {median:.3} | {:.3}..{:.3} | {}/{} | {} |",
             target.label,
-            median.value.unwrap_or(f64::NAN),
-            quantile(&values, 0.25),
-            quantile(&values, 0.75),
-            values.len(),
-            result(median.pass()),
+            summary.p25,
+            summary.p75,
+            summary.passed,
+            summary.rounds,
+            result(target.pass()),
         );
+    }
+    out
+}
+
+/// One speed-up's pair of slices in the interleaved pass: its case with every
+/// speed-up on and with this one off, side by side in every round.
+#[derive(Debug, Clone)]
+pub struct SpeedupPair<'a> {
+    /// The speed-up's name.
+    pub speedup: String,
+    /// The case it was measured on.
+    pub case: &'static str,
+    /// Each round's (with, without) time per op, in nanoseconds.
+    pub rounds: &'a [(f64, f64)],
+}
+
+/// The rounds of the interleaved pass in which every case ran with one speed-up
+/// off: the speed-up's name, and each round's time per op by case.
+pub type SettingRounds<'a> = (String, &'a [BTreeMap<&'static str, f64>]);
+
+/// "speed-up | case | with | without | ratio | targets that fail without it":
+/// each pair's median times and the median of the per-round ratio without ÷
+/// with; then the targets whose median fails over the rounds with that speed-up
+/// off (from `off`), each marked when it fails with every speed-up on too (from
+/// `all_on`), so that it is not the speed-up's doing.
+pub fn speedup_table(
+    pairs: &[SpeedupPair<'_>],
+    all_on: &[BTreeMap<&'static str, f64>],
+    off: &[SettingRounds<'_>],
+) -> String {
+    let with_all_on = interleaved_targets(all_on);
+    let mut out = String::new();
+    out.push_str(
+        "| speed-up | case | with | without | ratio (without ÷ with) | p25..p75 | targets that fail without it |\n",
+    );
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | --- |\n");
+    let mut listed: Vec<&str> = Vec::new();
+    for pair in pairs {
+        let with: Vec<f64> = pair.rounds.iter().map(|r| r.0).collect();
+        let without: Vec<f64> = pair.rounds.iter().map(|r| r.1).collect();
+        let ratios: Vec<f64> = pair.rounds.iter().map(|r| r.1 / r.0).collect();
+        // The targets once per speed-up, on its first row.
+        let failing = if listed.contains(&pair.speedup.as_str()) {
+            "(as above)".to_owned()
+        } else {
+            listed.push(&pair.speedup);
+            match off.iter().find(|(name, _)| *name == pair.speedup) {
+                None => "not measured".to_owned(),
+                Some((_, rounds)) => {
+                    let failing: Vec<String> = interleaved_targets(rounds)
+                        .iter()
+                        .zip(&with_all_on)
+                        .filter(|(without, _)| without.median.pass() == Some(false))
+                        .map(|(without, with)| {
+                            let value = |t: &TargetSummary| t.median.value.unwrap_or(f64::NAN);
+                            format!(
+                                "{}: {:.3}, {}/{} rounds pass (with it: {:.3}{})",
+                                without.median.label,
+                                value(without),
+                                without.passed,
+                                without.rounds,
+                                value(with),
+                                if with.median.pass() == Some(false) {
+                                    ", fails too"
+                                } else {
+                                    ""
+                                }
+                            )
+                        })
+                        .collect();
+                    if failing.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        failing.join("; ")
+                    }
+                }
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.3} | {:.3}..{:.3} | {failing} |",
+            pair.speedup,
+            pair.case,
+            format_time(quantile(&with, 0.5)),
+            format_time(quantile(&without, 0.5)),
+            quantile(&ratios, 0.5),
+            quantile(&ratios, 0.25),
+            quantile(&ratios, 0.75),
+        );
+    }
+    out
+}
+
+/// Every target's median over the rounds with every speed-up on, and over the
+/// rounds with each speed-up of `off` off, with PASS or FAIL.
+pub fn targets_by_setting_table(
+    all_on: &[BTreeMap<&'static str, f64>],
+    off: &[SettingRounds<'_>],
+) -> String {
+    let mut columns = vec![interleaved_targets(all_on)];
+    columns.extend(off.iter().map(|(_, rounds)| interleaved_targets(rounds)));
+    let mut out = String::from("| target | every speed-up on |");
+    for (name, _) in off {
+        let _ = write!(out, " {name} off |");
+    }
+    out.push_str("\n| --- |");
+    out.push_str(&" ---: |".repeat(columns.len()));
+    out.push('\n');
+    for (i, summary) in columns[0].iter().enumerate() {
+        let _ = write!(out, "| {} |", summary.median.label);
+        for column in &columns {
+            let target = &column[i].median;
+            let _ = match target.value {
+                Some(value) => write!(out, " {value:.3} {} |", result(target.pass())),
+                None => write!(out, " - |"),
+            };
+        }
+        out.push('\n');
     }
     out
 }
