@@ -534,11 +534,11 @@ fn switched<'a>(setting: Setting, mut routine: Routine<'a>) -> Routine<'a> {
 }
 
 /// The status `app` answers `request` with.
-async fn status<S>(app: S, request: Request<Body>) -> StatusCode
+async fn status<S, B>(app: S, request: Request<Body>) -> StatusCode
 where
     S: tower::Service<
             Request<Body>,
-            Response = axum::response::Response,
+            Response = axum::http::Response<B>,
             Error = std::convert::Infallible,
         >,
 {

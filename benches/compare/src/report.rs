@@ -371,6 +371,15 @@ pub fn targets(time: impl Fn(&str) -> Option<f64>) -> Vec<Target> {
             false,
         ),
         target(
+            "(layer_cached_per_route − router_no_layer) / floor ≤ 1/50",
+            time("layer_cached_per_route")
+                .zip(time("router_no_layer"))
+                .zip(time("floor"))
+                .map(|((l, r), f)| (l - r) / f),
+            1.0 / 50.0,
+            false,
+        ),
+        target(
             "refuse_malformed / floor ≤ 1/10",
             ratio("refuse_malformed", "floor"),
             0.10,
