@@ -10,15 +10,16 @@
 //! Reads are lock-free (`papaya`), so threads never wait on each other. The cache is
 //! bounded in entries and in bytes; a full cache evicts with the second-chance
 //! (CLOCK) policy, a constant amount of work per insert on average whatever was
-//! inserted before: tokens in the queue that were hit since they were stored go round
-//! once more, the first one that was not is dropped. A stream of tokens used once (a
+//! inserted before: the hand passes over the slots of tokens that were hit since it
+//! last passed them (clearing their flag) and reuses the first slot whose token was
+//! not. The flags sit in one array beside the map, so the hand reads no entry, and an
+//! evicted key is found by its own allocation, so evicting compares no bytes. A stream of tokens used once (a
 //! caller minting a new token per request) therefore pushes out its own entries
 //! before the ones in use. Inserts, which follow an RSA verification, take one short
 //! lock; hits do not. Holds no checks of its own: `verify` decides what is stored.
 
 use std::{
-    collections::VecDeque,
-    hash::{BuildHasher, Hasher},
+    hash::Hasher,
     ops::Range,
     sync::{
         Arc, Mutex, PoisonError,
@@ -26,11 +27,7 @@ use std::{
     },
 };
 
-use crate::{
-    key::Validity,
-    speedup::{self, Speedup},
-    user::SystemUser,
-};
+use crate::{key::Validity, user::SystemUser};
 
 /// A token that passed every check: its verdict, and what a hit must re-check.
 #[derive(Debug, Clone)]
@@ -67,29 +64,64 @@ pub(crate) struct CacheLimits {
 }
 
 /// What one entry costs beside its token's bytes: the entry, the map's node and the
-/// eviction queue's slot, rounded up.
+/// clock's slot, rounded up.
 pub(crate) const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 64;
 
 /// A bounded, lock-free map from whole tokens to their verified result.
 pub(crate) struct TokenCache {
-    map: papaya::HashMap<Arc<[u8]>, Entry, TailHash>,
+    map: papaya::HashMap<Key, Entry, foldhash::fast::RandomState>,
     limits: CacheLimits,
-    /// The eviction queue, oldest first, and the bytes held; changed only under this
-    /// lock, as is the set of keys in `map`.
-    queue: Mutex<Queue>,
+    /// One flag per slot of the clock: the slot's token was hit since it was stored
+    /// or since the hand last passed it. Set by readers, without the lock.
+    referenced: Box<[AtomicBool]>,
+    /// The clock's slots and hand, and the bytes held; changed only under this lock,
+    /// as is the set of keys in `map`.
+    clock: Mutex<Clock>,
 }
 
-#[derive(Debug)]
+/// A cached token's bytes: hashed and compared as bytes, so that a lookup by the
+/// bytes of a request finds it; two keys of one allocation are equal at once, so
+/// that evicting a slot's own key compares no bytes.
+#[derive(Clone)]
+struct Key(Arc<[u8]>);
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 struct Entry {
     token: CachedToken,
-    /// Hit since it was stored or last went round the queue.
-    referenced: AtomicBool,
+    /// The clock slot that holds the key.
+    slot: usize,
 }
 
-#[derive(Default)]
-struct Queue {
-    keys: VecDeque<Arc<[u8]>>,
+/// The second-chance clock: a ring of slots, one per entry the cache may hold.
+struct Clock {
+    slots: Box<[Option<Key>]>,
+    hand: usize,
     bytes: usize,
+}
+
+impl Clock {
+    fn advance(&mut self) {
+        self.hand = (self.hand + 1) % self.slots.len();
+    }
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -104,16 +136,19 @@ impl std::fmt::Debug for TokenCache {
 impl TokenCache {
     /// An empty cache within `limits`.
     pub fn new(limits: CacheLimits) -> TokenCache {
+        let slots = limits.entries.max(1);
         TokenCache {
             map: papaya::HashMap::builder()
-                .hasher(TailHash {
-                    seed: Default::default(),
-                    whole: !speedup::on(Speedup::TailHash),
-                })
+                .hasher(foldhash::fast::RandomState::default())
                 .capacity(limits.entries.min(1024))
                 .build(),
             limits,
-            queue: Mutex::new(Queue::default()),
+            referenced: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+            clock: Mutex::new(Clock {
+                slots: (0..slots).map(|_| None).collect(),
+                hand: 0,
+                bytes: 0,
+            }),
         }
     }
 
@@ -122,57 +157,59 @@ impl TokenCache {
     /// equal bytes are the token that passed every check.)
     pub fn get<T>(&self, token: &[u8], check: impl FnOnce(&CachedToken) -> T) -> Option<T> {
         self.map.pin().get(token).map(|entry| {
-            // A load first: a hot entry's flag is already set, and its cache line
-            // stays shared between the threads that read it.
-            if !entry.referenced.load(Ordering::Relaxed) {
-                entry.referenced.store(true, Ordering::Relaxed);
+            // A load first: a hot slot's flag is already set, and its cache line
+            // stays shared between the threads that read it. (An entry evicted
+            // meanwhile may mark its slot's next token: that one only gets a
+            // second chance.)
+            let flag = &self.referenced[entry.slot];
+            if !flag.load(Ordering::Relaxed) {
+                flag.store(true, Ordering::Relaxed);
             }
             check(&entry.token)
         })
     }
 
-    /// Stores a verified token, evicting others until it fits. A token longer than
-    /// the byte limit itself is not stored.
+    /// Stores a verified token in the slot under the clock's hand, evicting as it
+    /// goes until the token fits. A token longer than the byte limit itself is not
+    /// stored.
     pub fn insert(&self, token: &[u8], value: CachedToken) {
         let cost = token.len() + ENTRY_OVERHEAD;
         if cost > self.limits.bytes {
             return;
         }
         let map = self.map.pin();
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut clock = self.clock.lock().unwrap_or_else(PoisonError::into_inner);
         if map.contains_key(token) {
             return;
         }
-        // Each entry is spared at most once per insert, so the work is bounded even
-        // while other threads keep hitting every entry.
-        let mut spares = queue.keys.len();
-        while queue.keys.len() >= self.limits.entries || queue.bytes + cost > self.limits.bytes {
-            let Some(oldest) = queue.keys.pop_front() else {
-                break;
-            };
-            // Second chance: one that was hit goes round once more, unmarked.
-            if spares > 0
-                && map
-                    .get(&*oldest)
-                    .is_some_and(|entry| entry.referenced.swap(false, Ordering::Relaxed))
-            {
-                spares -= 1;
-                queue.keys.push_back(oldest);
-                continue;
+        // Each slot is spared at most once per insert, so the work is bounded even
+        // while other threads keep hitting every entry; every step either spares,
+        // evicts, or passes an empty slot, and with nothing left the token fits.
+        let mut spares = clock.slots.len();
+        let slot = loop {
+            let hand = clock.hand;
+            if let Some(key) = &clock.slots[hand] {
+                // Second chance: one that was hit since the hand passed stays.
+                if spares > 0 && self.referenced[hand].swap(false, Ordering::Relaxed) {
+                    spares -= 1;
+                    clock.advance();
+                    continue;
+                }
+                map.remove(key);
+                clock.bytes -= key.0.len() + ENTRY_OVERHEAD;
+                clock.slots[hand] = None;
             }
-            map.remove(&*oldest);
-            queue.bytes -= oldest.len() + ENTRY_OVERHEAD;
-        }
-        let key: Arc<[u8]> = Arc::from(token);
-        map.insert(
-            key.clone(),
-            Entry {
-                token: value,
-                referenced: AtomicBool::new(false),
-            },
-        );
-        queue.keys.push_back(key);
-        queue.bytes += cost;
+            if clock.bytes + cost <= self.limits.bytes {
+                break hand;
+            }
+            clock.advance();
+        };
+        let key = Key(Arc::from(token));
+        self.referenced[slot].store(false, Ordering::Relaxed);
+        map.insert(key.clone(), Entry { token: value, slot });
+        clock.slots[slot] = Some(key);
+        clock.bytes += cost;
+        clock.advance();
     }
 
     /// How many tokens are cached.
@@ -183,61 +220,10 @@ impl TokenCache {
     /// How many bytes the cached tokens count for (see [`CacheLimits::bytes`]).
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        self.queue
+        self.clock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .bytes
-    }
-}
-
-/// How many bytes at the end of a token its hash reads.
-const HASHED_BYTES: usize = 32;
-
-/// Hashes a token by its length and its last [`HASHED_BYTES`] bytes: the end of its
-/// RSA signature (at least 342 characters long for a token that verified), which
-/// nobody without a user's private key can choose, so cached tokens spread as well
-/// as by hashing every byte, at a fraction of the work. Only verified tokens are ever
-/// stored, and a lookup still compares the whole token.
-#[derive(Clone, Default)]
-struct TailHash {
-    seed: foldhash::fast::RandomState,
-    /// Hash every byte ([`Speedup::TailHash`] off).
-    whole: bool,
-}
-
-impl BuildHasher for TailHash {
-    type Hasher = TailHasher<<foldhash::fast::RandomState as BuildHasher>::Hasher>;
-
-    fn build_hasher(&self) -> Self::Hasher {
-        TailHasher {
-            hasher: self.seed.build_hasher(),
-            whole: self.whole,
-        }
-    }
-}
-
-/// The hasher of [`TailHash`].
-struct TailHasher<H> {
-    hasher: H,
-    whole: bool,
-}
-
-impl<H: Hasher> Hasher for TailHasher<H> {
-    fn finish(&self) -> u64 {
-        self.hasher.finish()
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let from = if self.whole {
-            0
-        } else {
-            bytes.len().saturating_sub(HASHED_BYTES)
-        };
-        self.hasher.write(&bytes[from..]);
-    }
-
-    fn write_usize(&mut self, length: usize) {
-        self.hasher.write_usize(length);
     }
 }
 
@@ -265,29 +251,6 @@ mod tests {
 
     fn token(i: usize) -> Vec<u8> {
         format!("token-{i:08}").into_bytes()
-    }
-
-    #[test]
-    fn the_hash_reads_the_length_and_the_tail() {
-        let hash = TailHash::default();
-        let token = |head: &[u8], tail: &[u8]| [head, tail].concat().into_boxed_slice();
-        let tail = [b'x'; HASHED_BYTES];
-        let a = token(b"header.payload.", &tail);
-        let b = token(b"HEADER.PAYLOAD.", &tail);
-        assert_eq!(hash.hash_one(&*a), hash.hash_one(&*b));
-        assert_ne!(
-            hash.hash_one(&*a),
-            hash.hash_one(&*token(b"header.payload", &tail))
-        );
-        let mut other_tail = tail;
-        other_tail[HASHED_BYTES - 1] = b'y';
-        assert_ne!(
-            hash.hash_one(&*a),
-            hash.hash_one(&*token(b"header.payload.", &other_tail))
-        );
-        // Shared and borrowed keys hash alike, so lookups by bytes find stored tokens.
-        let shared: Arc<[u8]> = Arc::from(&*a);
-        assert_eq!(hash.hash_one(&shared), hash.hash_one(&*a));
     }
 
     #[test]

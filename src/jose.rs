@@ -7,7 +7,7 @@
 //! [`MAX_DEPTH`], a header member that carries or points at a key. It knows nothing of
 //! keys, clocks or audiences: those checks are `verify`'s.
 
-use std::{borrow::Cow, cell::Cell, fmt, marker::PhantomData, mem::MaybeUninit, sync::OnceLock};
+use std::{borrow::Cow, cell::Cell, fmt, marker::PhantomData, mem::MaybeUninit};
 
 use base64_simd::Out;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -104,35 +104,6 @@ const HEADER_MEMBERS: [&str; 3] = ["alg", "typ", "crit"];
 const STRING_HEADER_MEMBERS: [&str; 3] = ["kid", "cty", "nonce"];
 
 impl Header {
-    /// The header the base64url text `encoded` holds, when it is one of the headers
-    /// the usual minters write (`alg` alone, or with `"typ":"JWT"` before or after
-    /// it, for each algorithm), known by its exact text: equal text parses alike, so
-    /// this is what [`parse`](Self::parse) would return, without decoding and
-    /// parsing it again for every token.
-    pub fn known(encoded: &[u8]) -> Option<Header> {
-        static KNOWN: OnceLock<Vec<(Vec<u8>, Header)>> = OnceLock::new();
-        let known = KNOWN.get_or_init(|| {
-            Algorithm::ALL
-                .iter()
-                .flat_map(|alg| {
-                    [
-                        format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#),
-                        format!(r#"{{"typ":"JWT","alg":"{alg}"}}"#),
-                        format!(r#"{{"alg":"{alg}"}}"#),
-                    ]
-                })
-                .filter_map(|json| {
-                    let header = Header::parse(json.as_bytes()).ok()?;
-                    Some((BASE64URL.encode_type::<Vec<u8>>(json), header))
-                })
-                .collect()
-        });
-        known
-            .iter()
-            .find(|(text, _)| text.as_slice() == encoded)
-            .map(|(_, header)| *header)
-    }
-
     /// Reads the decoded header JSON.
     pub fn parse(json: &[u8]) -> Result<Header, AuthError> {
         let members: HeaderMembers = parse_object(json, Malformed::HeaderJson)?;
@@ -528,32 +499,6 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The known headers are the parser's own results for their text.
-    #[test]
-    fn known_headers_read_as_parsed() {
-        for json in [
-            r#"{"alg":"RS256","typ":"JWT"}"#,
-            r#"{"typ":"JWT","alg":"PS512"}"#,
-            r#"{"alg":"RS384"}"#,
-        ] {
-            let encoded = BASE64URL.encode_type::<Vec<u8>>(json);
-            let parsed = Header::parse(json.as_bytes()).expect("parses");
-            assert_eq!(Header::known(&encoded), Some(parsed), "{json}");
-        }
-        for json in [
-            r#"{"alg":"RS256","typ":"JWT","kid":"1"}"#,
-            r#"{"alg":"RS256", "typ":"JWT"}"#,
-            r#"{"alg":"HS256","typ":"JWT"}"#,
-            r#"{"alg":"RS256","typ":"JWS"}"#,
-        ] {
-            assert_eq!(
-                Header::known(&BASE64URL.encode_type::<Vec<u8>>(json)),
-                None,
-                "{json}"
-            );
-        }
-    }
 
     #[test]
     fn go_folds_the_four_non_ascii_letters_and_ascii_case() {

@@ -13,14 +13,9 @@ pub enum Speedup {
     /// (`CLOCK_REALTIME_COARSE`), and reads the precise one only near the window's
     /// end. Off: every hit reads the precise clock.
     CoarseClock,
-    /// The JOSE headers the usual minters write are known by their base64url text.
-    /// Off: every header is decoded and parsed.
-    KnownHeaders,
     /// The token's parts are decoded with SIMD base64 (`base64-simd`) into buffers on
     /// the stack. Off: the `base64` crate's decoder.
     SimdBase64,
-    /// The token cache hashes a token's length and its last 32 bytes. Off: every byte.
-    TailHash,
     /// A request with no extensions gets a map with room for the user and axum's
     /// three, allocated once. Off: the map grows as extensions are added.
     RoomyExtensions,

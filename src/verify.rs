@@ -193,8 +193,7 @@ impl Verifier {
         now: i128,
     ) -> Result<CachedToken, AuthError> {
         // 1. Shape. Header and payload are decoded into one buffer (on the stack for
-        // any usual token), which the claims borrow from; a header the usual minters
-        // write is known by its text.
+        // any usual token), which the claims borrow from.
         let parts = Parts::split(token)?;
         let mut stack = [const { MaybeUninit::<u8>::uninit() }; 2048];
         let mut heap = Vec::new();
@@ -208,17 +207,11 @@ impl Verifier {
             }
         };
         let (header_buffer, payload_buffer) = buffer.split_at_mut(header_room);
-        let known = speedup::on(Speedup::KnownHeaders)
-            .then(|| Header::known(parts.header))
-            .flatten();
-        let header = match known {
-            Some(header) => header,
-            None => Header::parse(&decode_part(
-                parts.header,
-                header_buffer,
-                Malformed::HeaderBase64,
-            )?)?,
-        };
+        let header = Header::parse(&decode_part(
+            parts.header,
+            header_buffer,
+            Malformed::HeaderBase64,
+        )?)?;
         let payload = decode_part(parts.payload, payload_buffer, Malformed::PayloadBase64)?;
         let claims = Claims::parse(&payload)?;
         // A signature is never longer than an 8192-bit modulus: decode on the stack.

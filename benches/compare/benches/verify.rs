@@ -42,17 +42,16 @@
 //! process-wide with `testing::set_speedup`) are measured in the same pass, in
 //! every round, two ways (see `SPEEDUPS` and `SPEEDUP_PAIRS`):
 //! - a pair of slices per speed-up, side by side: its case with every speed-up on,
-//!   then the same case with that one off (`verify_cached` for `CoarseClock` and
-//!   `TailHash`, `layer_cached` for `RoomyExtensions`, `refuse_expired` and
-//!   `verify_uncached` for `KnownHeaders` and `SimdBase64`);
+//!   then the same case with that one off (`verify_cached` for `CoarseClock`,
+//!   `layer_cached` for `RoomyExtensions`, `refuse_expired` and `verify_uncached`
+//!   for `SimdBase64`);
 //! - after the round's cases with every speed-up on, the same cases again with one
 //!   speed-up off, for each speed-up in turn, so that every target is also checked
 //!   with each speed-up off.
 //!
 //! The switch is only ever flipped between slices, never while one is timed, and
 //! turned back on as soon as the slice is over (see `SpeedupOff`). Each setting has
-//! its own `SystemAuth`s, built while it is in force, since a cache's hash is chosen
-//! when the cache is made (`TailHash`). This is printed last: "speed-up | case |
+//! its own `SystemAuth`s, built while it is in force. This is printed last: "speed-up | case |
 //! with | without | ratio | targets that fail without it", then every target's
 //! median with every speed-up on and with each one off. A round then takes about
 //! 1 s on 2 cores (150 rounds: 2.5 minutes); `BENCH_SPEEDUPS=0` leaves the
@@ -462,11 +461,9 @@ impl Auths {
 }
 
 /// Every hand-written speed-up, in the order of the tables.
-const SPEEDUPS: [Speedup; 5] = [
+const SPEEDUPS: [Speedup; 3] = [
     Speedup::CoarseClock,
-    Speedup::KnownHeaders,
     Speedup::SimdBase64,
-    Speedup::TailHash,
     Speedup::RoomyExtensions,
 ];
 
@@ -474,11 +471,8 @@ const SPEEDUPS: [Speedup; 5] = [
 /// where it does its work.
 const SPEEDUP_PAIRS: &[(Speedup, &str)] = &[
     (Speedup::CoarseClock, "verify_cached"),
-    (Speedup::KnownHeaders, "refuse_expired"),
-    (Speedup::KnownHeaders, "verify_uncached"),
     (Speedup::SimdBase64, "refuse_expired"),
     (Speedup::SimdBase64, "verify_uncached"),
-    (Speedup::TailHash, "verify_cached"),
     (Speedup::RoomyExtensions, "layer_cached"),
 ];
 
