@@ -4,8 +4,7 @@
 //! Each registry snapshot owns its own cache, so a reload (a removed user, a replaced
 //! key) starts from an empty one and nothing verified against old keys is served.
 //! A hit still re-checks `exp`, `iat`, `nbf` and the key's validity window against
-//! the clock: all of them together make one window of time, worked out when the token
-//! is stored, so a hit compares the clock with two numbers.
+//! the clock: an entry keeps those times beside its verdict.
 //!
 //! Reads are lock-free (`papaya`), so threads never wait on each other. The cache is
 //! bounded in entries and in bytes; a full cache evicts with the second-chance
@@ -20,7 +19,6 @@
 
 use std::{
     hash::Hasher,
-    ops::Range,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
@@ -38,9 +36,6 @@ pub(crate) struct CachedToken {
     pub not_before: Option<u64>,
     pub issued_at: u64,
     pub expires_at: u64,
-    /// The clock readings (nanoseconds since the epoch) at which every time check
-    /// passes; outside it, the checks run again to name the one that fails.
-    pub window: Range<i128>,
 }
 
 /// Whether the token cache answered a verdict.
@@ -245,7 +240,6 @@ mod tests {
             not_before: None,
             issued_at: 0,
             expires_at: 0,
-            window: 0..1,
         }
     }
 

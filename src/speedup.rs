@@ -9,15 +9,20 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Speedup {
-    /// A cache hit compares the token's time window with the kernel's coarse clock
-    /// (`CLOCK_REALTIME_COARSE`), and reads the precise one only near the window's
-    /// end. Off: every hit reads the precise clock.
-    CoarseClock,
     /// The token's parts are decoded with SIMD base64 (`base64-simd`) into buffers on
     /// the stack. Off: the `base64` crate's decoder.
+    ///
+    /// Measured with `benches/compare` (one core, RSA-2048): refusing an expired
+    /// token 559 ns with, 810 ns without; the layer's uncached verdict at 1.101× the
+    /// bare RSA operation with, 1.123× without (target ≤ 1.15×, which it keeps
+    /// with less margin and failed in one short run without).
     SimdBase64,
     /// A request with no extensions gets a map with room for the user and axum's
     /// three, allocated once. Off: the map grows as extensions are added.
+    ///
+    /// Measured with `benches/compare`: a cached token through the layer 758 ns
+    /// with, 841 ns without; the layer's cost over the bare router 0.015× the RSA
+    /// operation with, 0.021× without, which fails the 0.02× target.
     RoomyExtensions,
 }
 

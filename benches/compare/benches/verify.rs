@@ -42,8 +42,7 @@
 //! process-wide with `testing::set_speedup`) are measured in the same pass, in
 //! every round, two ways (see `SPEEDUPS` and `SPEEDUP_PAIRS`):
 //! - a pair of slices per speed-up, side by side: its case with every speed-up on,
-//!   then the same case with that one off (`verify_cached` for `CoarseClock`,
-//!   `layer_cached` for `RoomyExtensions`, `refuse_expired` and `verify_uncached`
+//!   then the same case with that one off (`layer_cached` for `RoomyExtensions`, `refuse_expired` and `verify_uncached`
 //!   for `SimdBase64`);
 //! - after the round's cases with every speed-up on, the same cases again with one
 //!   speed-up off, for each speed-up in turn, so that every target is also checked
@@ -461,16 +460,11 @@ impl Auths {
 }
 
 /// Every hand-written speed-up, in the order of the tables.
-const SPEEDUPS: [Speedup; 3] = [
-    Speedup::CoarseClock,
-    Speedup::SimdBase64,
-    Speedup::RoomyExtensions,
-];
+const SPEEDUPS: [Speedup; 2] = [Speedup::SimdBase64, Speedup::RoomyExtensions];
 
 /// The with/without pairs of the interleaved pass: each speed-up on the case
 /// where it does its work.
 const SPEEDUP_PAIRS: &[(Speedup, &str)] = &[
-    (Speedup::CoarseClock, "verify_cached"),
     (Speedup::SimdBase64, "refuse_expired"),
     (Speedup::SimdBase64, "verify_uncached"),
     (Speedup::RoomyExtensions, "layer_cached"),
