@@ -25,6 +25,8 @@
 mod checks;
 mod text;
 
+pub use text::{Span, Time};
+
 use std::fmt;
 
 use serde::Serialize;

@@ -162,7 +162,8 @@ pub fn mint(private_key_pem: &[u8], what: &Mint, now: SystemTime) -> Result<Stri
     Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
-fn encoding(algorithm: Algorithm) -> &'static dyn RsaEncoding {
+/// The signing scheme `algorithm` names.
+pub(crate) fn encoding(algorithm: Algorithm) -> &'static dyn RsaEncoding {
     match algorithm {
         Algorithm::RS256 => &signature::RSA_PKCS1_SHA256,
         Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,

@@ -28,7 +28,7 @@ use aws_lc_rs::{
     encoding::{AsDer, Pkcs8V1Der},
     rand::SystemRandom,
     rsa::{KeyPair as RsaKeyPair, KeySize},
-    signature::{self, KeyPair as _},
+    signature::KeyPair as _,
 };
 use base64::{
     Engine as _,
@@ -159,14 +159,7 @@ impl TestKey {
     /// The raw signature over exactly `input` (any bytes, e.g. a hand-made
     /// `header.payload` that is not base64url).
     pub fn sign_input(&self, algorithm: Algorithm, input: &[u8]) -> Vec<u8> {
-        let padding: &'static dyn signature::RsaEncoding = match algorithm {
-            Algorithm::RS256 => &signature::RSA_PKCS1_SHA256,
-            Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,
-            Algorithm::RS512 => &signature::RSA_PKCS1_SHA512,
-            Algorithm::PS256 => &signature::RSA_PSS_SHA256,
-            Algorithm::PS384 => &signature::RSA_PSS_SHA384,
-            Algorithm::PS512 => &signature::RSA_PSS_SHA512,
-        };
+        let padding = crate::mint::encoding(algorithm);
         let mut signature = vec![0; self.pair.public_modulus_len()];
         #[allow(clippy::expect_used)]
         self.pair

@@ -1,7 +1,7 @@
 //! How an explanation words values: JSON on one line, times in RFC 3339 and
 //! relative to now, and ZITADEL's notes that depend only on the text.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -101,10 +101,51 @@ pub(super) fn noncanonical(encoded: &[u8]) -> Option<String> {
     })
 }
 
+/// A time as an explanation writes it: RFC 3339 in UTC, to the second
+/// (`2023-11-14T22:13:20Z`). Holds seconds since the Unix epoch, as a token's `exp`
+/// does; one past year 9999 reads `N s after 1970`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time(pub u64);
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match spki::der::DateTime::from_unix_duration(Duration::from_secs(self.0)) {
+            Ok(time) => write!(f, "{time}"),
+            Err(_) => write!(f, "{} s after 1970", self.0),
+        }
+    }
+}
+
+/// A duration as an explanation writes it: whole seconds in the two largest units
+/// that fit (`3 min 12 s`, `1 h 4 min`, `2 d 3 h`), and `0 s` under a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
+        let mut rest = self.0.as_secs();
+        let mut written = 0;
+        for (size, name) in units {
+            if rest >= size && written < 2 {
+                let gap = if written > 0 { " " } else { "" };
+                write!(f, "{gap}{} {name}", rest / size)?;
+                rest %= size;
+                written += 1;
+            } else if written > 0 {
+                break;
+            }
+        }
+        if written == 0 {
+            f.write_str("0 s")?;
+        }
+        Ok(())
+    }
+}
+
 /// Seconds since the epoch in RFC 3339.
 pub(super) fn time(seconds: u64) -> String {
-    spki::der::DateTime::from_unix_duration(Duration::from_secs(seconds))
-        .map_or_else(|_| format!("{seconds} s after 1970"), |t| t.to_string())
+    Time(seconds).to_string()
 }
 
 /// `seconds` relative to the clock reading `now`.
@@ -118,27 +159,13 @@ pub(super) fn relative(seconds: u64, now: i128) -> String {
 }
 
 pub(super) fn span(duration: Duration) -> String {
-    span_secs(duration.as_secs() as i128)
+    Span(duration).to_string()
 }
 
-/// A duration in the two largest units: `3 min 12 s`, `1 h 4 min`, `2 d 3 h`.
+/// A number of seconds as a [`Span`]; none below 0.
 pub(super) fn span_secs(seconds: i128) -> String {
-    let units = [(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
-    let mut rest = seconds.max(0);
-    let mut parts = Vec::new();
-    for (size, name) in units {
-        if rest >= size && parts.len() < 2 {
-            parts.push(format!("{} {name}", rest / size));
-            rest %= size;
-        } else if !parts.is_empty() {
-            break;
-        }
-    }
-    if parts.is_empty() {
-        "0 s".to_owned()
-    } else {
-        parts.join(" ")
-    }
+    let seconds = u64::try_from(seconds.max(0)).unwrap_or(u64::MAX);
+    span(Duration::from_secs(seconds))
 }
 
 #[cfg(test)]
@@ -152,7 +179,12 @@ mod tests {
         assert_eq!(span_secs(3840), "1 h 4 min");
         assert_eq!(span_secs(3600), "1 h");
         assert_eq!(span_secs(183_600), "2 d 3 h");
+        assert_eq!(span_secs(20 * 86_400 - 5), "19 d 23 h");
+        assert_eq!(span_secs(-5), "0 s");
+        assert_eq!(Span(Duration::from_millis(999)).to_string(), "0 s");
         assert_eq!(time(0), "1970-01-01T00:00:00Z");
         assert_eq!(time(1_659_957_184), "2022-08-08T11:13:04Z");
+        assert_eq!(time(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(time(u64::MAX), format!("{} s after 1970", u64::MAX));
     }
 }

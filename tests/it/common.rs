@@ -181,7 +181,8 @@ pub fn default_config() -> String {
     config_with_path(USER, &key().public_path())
 }
 
-/// The answer to a request, with the body parsed as JSON when it is JSON.
+/// The answer to a request, whole.
+#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -191,7 +192,12 @@ pub struct Answer {
 impl Answer {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).expect("JSON body")
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// A header's value, when present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ASCII"))
     }
 
     /// The `WWW-Authenticate` header, or "" when absent.
@@ -205,7 +211,15 @@ impl Answer {
 
 /// Sends `request` through `app` with `oneshot`.
 pub async fn send(app: Router, request: Request<Body>) -> Answer {
-    let response = app.oneshot(request).await.expect("infallible");
+    answer(app.oneshot(request).await.expect("infallible")).await
+}
+
+/// Reads `response` whole.
+pub async fn answer<B>(response: axum::http::Response<B>) -> Answer
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response

@@ -27,6 +27,8 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde_json::{Value, json};
 use zitadel_system_auth::testing::TestKey;
 
+use crate::common::{self, Answer};
+
 /// How long any positive wait may take before a test fails.
 const TIMEOUT: Duration = Duration::from_secs(20);
 const AUDIENCE: &str = "http://127.0.0.1:8080";
@@ -71,7 +73,9 @@ impl World {
     }
 }
 
-/// A child process that is killed when the test ends.
+/// A child process that is stopped when the test ends: asked with SIGTERM first, so
+/// that nginx's master stops its workers (a SIGKILL would leave them running), then
+/// killed if it has not stopped within a few seconds.
 struct Running {
     child: Child,
     stderr: Arc<Mutex<String>>,
@@ -79,6 +83,18 @@ struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let asked = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while asked && Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -181,23 +197,6 @@ async fn upstream() -> (SocketAddr, Seen) {
     (address, seen)
 }
 
-/// An HTTP answer, whole.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ASCII"))
-    }
-}
-
 async fn send(url: &str, headers: &[(&str, &str)]) -> Answer {
     send_with_body(url, "GET", headers, Bytes::new()).await
 }
@@ -215,19 +214,7 @@ async fn send_with_body(url: &str, method: &str, headers: &[(&str, &str)], body:
     .await
     .expect("an answer in time")
     .expect("an answer");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    common::answer(response).await
 }
 
 /// The crate's refusal body for an expired token, written out here.

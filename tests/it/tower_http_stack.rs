@@ -15,10 +15,9 @@ use std::{
 use axum::{
     Router,
     body::{Body, Bytes},
-    http::{HeaderMap, Request, Response, StatusCode, header},
+    http::{Request, Response, StatusCode, header},
     routing::get,
 };
-use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::{Layer as _, Service, ServiceBuilder, ServiceExt as _};
 use tower_http::{
@@ -32,6 +31,8 @@ use zitadel_system_auth::{
     trace_span,
 };
 
+use crate::common;
+
 async fn whoami(user: SystemUser) -> String {
     user.user_id().to_owned()
 }
@@ -40,7 +41,7 @@ fn routes() -> Router {
     Router::new().route("/x", get(whoami))
 }
 
-/// Status, headers that matter, and body.
+/// Status, headers that matter, and body: what two stacks must answer alike.
 #[derive(Debug, PartialEq)]
 struct Answer {
     status: StatusCode,
@@ -52,28 +53,17 @@ struct Answer {
 
 async fn answer<B>(response: Response<B>) -> Answer
 where
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
-    let header = |headers: &HeaderMap, name| {
-        headers
-            .get(name)
-            .map(|v: &header::HeaderValue| v.to_str().expect("ASCII").to_owned())
-    };
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let whole = common::answer(response).await;
+    let header = |name| whole.header(name).map(str::to_owned);
     Answer {
-        status,
-        www_authenticate: header(&headers, header::WWW_AUTHENTICATE),
-        content_type: header(&headers, header::CONTENT_TYPE),
-        cache_control: header(&headers, header::CACHE_CONTROL),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        status: whole.status,
+        www_authenticate: header(header::WWW_AUTHENTICATE.as_str()),
+        content_type: header(header::CONTENT_TYPE.as_str()),
+        cache_control: header(header::CACHE_CONTROL.as_str()),
+        body: whole.body,
     }
 }
 
