@@ -418,6 +418,17 @@ async fn header_cases() {
         ),
         auth_value("Bearer and a comma", &format!("Bearer,{token}"), missing()),
         auth_value("Bear scheme", &format!("Bear {token}"), missing()),
+        // Text before `Bearer ` (ZITADEL's split on "Bearer " accepts these).
+        auth_value(
+            "Basic before Bearer",
+            &format!("Basic Bearer {token}"),
+            missing(),
+        ),
+        auth_value(
+            "a word before Bearer",
+            &format!("x Bearer {token}"),
+            missing(),
+        ),
         // Scheme case (RFC 9110: schemes are case-insensitive).
         auth_value("scheme lower case", &format!("bearer {token}"), Accept),
         auth_value("scheme upper case", &format!("BEARER {token}"), Accept),

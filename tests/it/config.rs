@@ -1514,6 +1514,63 @@ fn large_numeric_aggregate_id_in_json_stays_exact() {
 /// `ExternalDomain`, `ExternalPort` and `ExternalSecure` are read again at every
 /// reload: a changed audience is a new registry (a new generation, an empty cache),
 /// and tokens for the old audience are refused from the swap on.
+/// The `ZITADEL_EXTERNAL*` variables go on overriding the file at every reload: a
+/// domain changed in the file comes with the port and scheme the variables set, and
+/// a domain the variables set stays whatever the file says.
+#[test]
+fn external_url_variables_still_apply_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let key = cfg_key(0);
+    let write = |domain: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "ExternalDomain: {domain}\nExternalPort: 443\nExternalSecure: true\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
+                key.public_path().display()
+            ),
+        )
+        .unwrap();
+    };
+    write("old.example");
+    let port_and_scheme = SystemAuth::builder()
+        .config_file(&config)
+        .watch(false)
+        .env_overrides_from([
+            ("ZITADEL_EXTERNALPORT", "8443"),
+            ("ZITADEL_EXTERNALSECURE", "false"),
+        ])
+        .build()
+        .unwrap();
+    let domain = SystemAuth::builder()
+        .config_file(&config)
+        .watch(false)
+        .env_overrides_from([("ZITADEL_EXTERNALDOMAIN", "env.example")])
+        .build()
+        .unwrap();
+    assert_eq!(port_and_scheme.audiences(), ["http://old.example:8443"]);
+    assert_eq!(domain.audiences(), ["https://env.example"]);
+
+    write("new.example");
+    assert!(port_and_scheme.reload().unwrap().changed);
+    assert_eq!(port_and_scheme.audiences(), ["http://new.example:8443"]);
+    let new = token(key, "system-user-1", "http://new.example:8443");
+    let old = token(key, "system-user-1", "http://old.example:8443");
+    assert_eq!(
+        port_and_scheme.verify(&new).unwrap().user_id(),
+        "system-user-1"
+    );
+    assert!(matches!(
+        port_and_scheme.verify(&old),
+        Err(AuthError::AudienceMismatch { .. })
+    ));
+
+    domain.reload().unwrap();
+    assert_eq!(domain.audiences(), ["https://env.example"]);
+    let env = token(key, "system-user-1", "https://env.example");
+    assert_eq!(domain.verify(&env).unwrap().user_id(), "system-user-1");
+}
+
 #[test]
 fn a_changed_external_url_is_in_effect_after_a_reload() {
     let dir = tempfile::tempdir().unwrap();

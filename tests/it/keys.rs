@@ -219,6 +219,12 @@ fn pkcs1_public_key_from_openssl_rsa_public_key_out_verifies() {
         build_with_path("system-user-1", &path).expect("PKCS#1 key loads")
     });
     assert_accepts(&auth, "system-user-1", key());
+    // `status()` says so too, beside the user.
+    let users = auth.status().users;
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].user_id, "system-user-1");
+    assert_eq!(users[0].key_format, KeyFormat::Pkcs1);
+    assert_eq!(users[0].bits, 2048);
     let text = log.text();
     let warning = text
         .lines()

@@ -166,3 +166,55 @@ fn a_panic_in_the_reload_thread_is_counted() {
         1
     );
 }
+
+/// Every token of the refusal table is counted under its row's reason, the three
+/// refusals that share one public text (unknown user, signature, certificate
+/// window) each under its own.
+#[test]
+fn every_refusal_of_the_table_is_counted_under_its_reason() {
+    use std::collections::BTreeMap;
+
+    use crate::cases;
+
+    let world = cases::World::new();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    metrics::with_local_recorder(&recorder, || {
+        for case in cases::refusals() {
+            // A route's role is checked after `verify`, which accepts the token.
+            if case.role.is_some() {
+                continue;
+            }
+            let sent = (case.make)();
+            let Some(token) = sent.token() else { continue };
+            world.set_at(case.at);
+            let auth = world.builder().build().expect("build SystemAuth");
+            auth.verify(token).expect_err(case.name);
+            *expected.entry(case.reason).or_default() += 1;
+        }
+    });
+    for reason in [
+        "unknown_user",
+        "signature",
+        "key_not_yet_valid",
+        "key_expired",
+    ] {
+        assert!(
+            expected.contains_key(reason),
+            "the table has no {reason} row"
+        );
+    }
+    let values = values(snapshotter.snapshot().into_vec());
+    for (reason, count) in expected {
+        assert_eq!(
+            counter(
+                &values,
+                "zitadel_system_auth_requests_total",
+                &[("outcome", "refused"), ("reason", reason)]
+            ),
+            count,
+            "{reason}"
+        );
+    }
+}
