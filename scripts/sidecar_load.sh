@@ -36,22 +36,29 @@ SystemAPIUsers:
 YAML
 token=$("$bin" mint --audience http://localhost:8080 --key "$dir/system-user-1.pem" --issuer system-user-1)
 
-# Starts a server and prints the URL it listens on.
+# Starts a server (in this shell, so that the trap above stops it) and waits until it
+# prints the URL it listens on; `url NAME` prints that URL.
 start() {
   local name=$1; shift
   RUST_LOG=error "$@" > "$dir/$name.out" 2> "$dir/$name.err" &
   pids+=($!)
   for _ in $(seq 200); do
-    grep -q "^listening on" "$dir/$name.out" 2>/dev/null && break
+    grep -q "^listening on" "$dir/$name.out" 2>/dev/null && return 0
     sleep 0.05
   done
-  sed -n 's/^listening on //p' "$dir/$name.out"
+  echo "$name did not start: $(cat "$dir/$name.err")" >&2
+  exit 1
 }
+url() { sed -n 's/^listening on //p' "$dir/$1.out"; }
 
-upstream=$(start upstream target/release/examples/server --config "$dir/config.yaml" --listen 127.0.0.1:0)
-forward=$(start forward "$bin" serve --config "$dir/config.yaml" --listen 127.0.0.1:0)
-proxy=$(start proxy "$bin" serve --config "$dir/config.yaml" --listen 127.0.0.1:0 --upstream "$upstream")
-plain=$(start plain target/release/examples/plain_proxy --listen 127.0.0.1:0 --upstream "$upstream")
+start upstream target/release/examples/server --config "$dir/config.yaml" --listen 127.0.0.1:0
+upstream=$(url upstream)
+start forward "$bin" serve --config "$dir/config.yaml" --listen 127.0.0.1:0
+forward=$(url forward)
+start proxy "$bin" serve --config "$dir/config.yaml" --listen 127.0.0.1:0 --upstream "$upstream"
+proxy=$(url proxy)
+start plain target/release/examples/plain_proxy --listen 127.0.0.1:0 --upstream "$upstream"
+plain=$(url plain)
 
 auth="Authorization: Bearer $token"
 for check in "$forward/auth" "$proxy/healthz"; do

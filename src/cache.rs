@@ -4,7 +4,8 @@
 //! Each registry snapshot owns its own cache, so a reload (a removed user, a replaced
 //! key) starts from an empty one and nothing verified against old keys is served.
 //! A hit still re-checks `exp`, `iat`, `nbf` and the key's validity window against
-//! the clock: an entry keeps those times beside its verdict.
+//! the clock: all of them together make one window of time, worked out when the token
+//! is stored, so a hit compares the clock with two numbers.
 //!
 //! Reads are lock-free (`papaya`), so threads never wait on each other. The cache is
 //! bounded in entries and in bytes; a full cache evicts with the second-chance
@@ -12,20 +13,27 @@
 //! inserted before: the hand passes over the slots of tokens that were hit since it
 //! last passed them (clearing their flag) and reuses the first slot whose token was
 //! not. The flags sit in one array beside the map, so the hand reads no entry, and an
-//! evicted key is found by its own allocation, so evicting compares no bytes. A stream of tokens used once (a
-//! caller minting a new token per request) therefore pushes out its own entries
-//! before the ones in use. Inserts, which follow an RSA verification, take one short
-//! lock; hits do not. Holds no checks of its own: `verify` decides what is stored.
+//! evicted key is found by its own allocation, so evicting compares no bytes. A
+//! stream of tokens used once (a caller minting a new token per request) therefore
+//! pushes out its own entries before the ones in use. Inserts, which follow an RSA
+//! verification, take one short lock; hits do not. A key is hashed by its length and
+//! its last bytes (see `TailHash`) and compared whole. Holds no checks of its own:
+//! `verify` decides what is stored.
 
 use std::{
-    hash::Hasher,
+    hash::{BuildHasher, Hasher},
+    ops::Range,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
 };
 
-use crate::{key::Validity, user::SystemUser};
+use crate::{
+    key::Validity,
+    speedup::{self, Speedup},
+    user::SystemUser,
+};
 
 /// A token that passed every check: its verdict, and what a hit must re-check.
 #[derive(Debug, Clone)]
@@ -36,6 +44,9 @@ pub(crate) struct CachedToken {
     pub not_before: Option<u64>,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// The clock readings (nanoseconds since the epoch) at which every time check
+    /// passes; outside it, the checks run again to name the one that fails.
+    pub window: Range<i128>,
 }
 
 /// Whether the token cache answered a verdict.
@@ -64,7 +75,7 @@ pub(crate) const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 64;
 
 /// A bounded, lock-free map from whole tokens to their verified result.
 pub(crate) struct TokenCache {
-    map: papaya::HashMap<Key, Entry, foldhash::fast::RandomState>,
+    map: papaya::HashMap<Key, Entry, TailHash>,
     limits: CacheLimits,
     /// One flag per slot of the clock: the slot's token was hit since it was stored
     /// or since the hand last passed it. Set by readers, without the lock.
@@ -97,6 +108,58 @@ impl std::hash::Hash for Key {
 impl std::borrow::Borrow<[u8]> for Key {
     fn borrow(&self) -> &[u8] {
         &self.0
+    }
+}
+
+/// How many bytes at the end of a token the cache's hash reads.
+const HASHED_BYTES: usize = 32;
+
+/// The cache's hash: foldhash, with a seed of its own, over a token's length and its
+/// last [`HASHED_BYTES`] bytes ([`Speedup::TailHash`]). The end of a token is the end
+/// of its signature, which no caller can choose without the user's private key, and
+/// only verified tokens are stored, so no one can crowd a bucket; a lookup still
+/// compares every byte.
+#[derive(Default)]
+struct TailHash {
+    seed: foldhash::fast::RandomState,
+    /// Hash every byte ([`Speedup::TailHash`] off).
+    whole: bool,
+}
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher<<foldhash::fast::RandomState as BuildHasher>::Hasher>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        TailHasher {
+            hasher: self.seed.build_hasher(),
+            whole: self.whole,
+        }
+    }
+}
+
+/// The hasher of [`TailHash`]: `[u8]` hashes its length through `write_usize`, then
+/// its bytes through `write`, of which it reads the tail.
+struct TailHasher<H> {
+    hasher: H,
+    whole: bool,
+}
+
+impl<H: Hasher> Hasher for TailHasher<H> {
+    fn finish(&self) -> u64 {
+        self.hasher.finish()
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let from = if self.whole {
+            0
+        } else {
+            bytes.len().saturating_sub(HASHED_BYTES)
+        };
+        self.hasher.write(&bytes[from..]);
+    }
+
+    fn write_usize(&mut self, length: usize) {
+        self.hasher.write_usize(length);
     }
 }
 
@@ -134,7 +197,10 @@ impl TokenCache {
         let slots = limits.entries.max(1);
         TokenCache {
             map: papaya::HashMap::builder()
-                .hasher(foldhash::fast::RandomState::default())
+                .hasher(TailHash {
+                    seed: foldhash::fast::RandomState::default(),
+                    whole: !speedup::on(Speedup::TailHash),
+                })
                 .capacity(limits.entries.min(1024))
                 .build(),
             limits,
@@ -240,7 +306,38 @@ mod tests {
             not_before: None,
             issued_at: 0,
             expires_at: 0,
+            window: 0..1,
         }
+    }
+
+    #[test]
+    fn the_hash_reads_the_length_and_the_tail() {
+        let hash = TailHash::default();
+        let token = |head: &[u8], tail: &[u8]| [head, tail].concat().into_boxed_slice();
+        let tail = [b'x'; HASHED_BYTES];
+        let a = token(b"header.payload.", &tail);
+        let b = token(b"HEADER.PAYLOAD.", &tail);
+        assert_eq!(hash.hash_one(&*a), hash.hash_one(&*b));
+        assert_ne!(
+            hash.hash_one(&*a),
+            hash.hash_one(&*token(b"header.payload", &tail))
+        );
+        let mut other_tail = tail;
+        other_tail[HASHED_BYTES - 1] = b'y';
+        assert_ne!(
+            hash.hash_one(&*a),
+            hash.hash_one(&*token(b"header.payload.", &other_tail))
+        );
+        // Stored keys and borrowed bytes hash alike, so lookups by bytes find them.
+        let key = Key(Arc::from(&*a));
+        assert_eq!(hash.hash_one(&key), hash.hash_one(&*a));
+        // Off, every byte counts.
+        let whole = TailHash {
+            whole: true,
+            ..TailHash::default()
+        };
+        assert_ne!(whole.hash_one(&*a), whole.hash_one(&*b));
+        assert_eq!(whole.hash_one(&key), whole.hash_one(&*a));
     }
 
     fn token(i: usize) -> Vec<u8> {

@@ -17,14 +17,17 @@
 //!
 //! Nothing before step 7 touches RSA or the user list, so junk costs little.
 //!
-//! A token found in the cache skips steps 1 to 7 but has its times and its key's
-//! validity window checked again (`Verifier::recheck`), against the same clock.
+//! Holds only the checks and the cached token's time window; the token's bytes are
+//! read by `jose`, keys by `key`, and users come from the `registry`.
 //!
-//! Holds only the checks; the token's bytes are read by `jose`, keys by `key`, and
-//! users come from the `registry`.
+//! A cached token's time checks are one window of clock readings worked out once
+//! (see `Verifier::window`, and a test that it agrees with the checks), which a
+//! cache hit compares with the cheap coarse clock while that is enough (see
+//! `Verifier::coarsely_inside`).
 
 use std::{
     mem::MaybeUninit,
+    ops::Range,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -37,6 +40,7 @@ use crate::{
     jose::{BASE64URL, Claims, Header, Parts, decode_part},
     key::Validity,
     registry::Registry,
+    speedup::{self, Speedup},
     user::SystemUser,
 };
 
@@ -65,6 +69,23 @@ impl Verifier {
         }
     }
 
+    /// Whether the system's coarse clock shows that the clock reads inside
+    /// `window` now. When it does not, [`now`](Self::now) decides.
+    ///
+    /// The coarse clock is the time at the kernel's last tick, so it is never ahead
+    /// of [`now`](Self::now) and at most a tick (a few milliseconds) behind it. A
+    /// coarse reading at or after the window's start, and more than
+    /// [`COARSE_CLOCK_MARGIN`] before its end, therefore puts the precise reading in
+    /// the window too, and a cache hit then costs no precise clock read. Only the
+    /// system clock has a coarse twin: with the builder's `clock`, this is `false`.
+    fn coarsely_inside(&self, window: &Range<i128>) -> bool {
+        speedup::on(Speedup::CoarseClock)
+            && self.clock.is_none()
+            && coarse_now().is_some_and(|coarse| {
+                window.start <= coarse && coarse < window.end - COARSE_CLOCK_MARGIN
+            })
+    }
+
     /// Runs every check on `token` against the users and audiences in
     /// `registry`, at the clock's reading, and says whether the cache answered. A
     /// token found in the registry's cache only has its times and its key's
@@ -84,7 +105,13 @@ impl Verifier {
             return (verdict.map(|cached| cached.user), CacheUse::Skipped);
         };
         let hit = cache.get(token, |cached| {
-            self.recheck(self.now(), cached)?;
+            if !self.coarsely_inside(&cached.window) {
+                let now = self.now();
+                if !cached.window.contains(&now) {
+                    // Only to name the check that fails.
+                    self.recheck(now, cached)?;
+                }
+            }
             Ok(cached.user.clone())
         });
         if let Some(verdict) = hit {
@@ -106,6 +133,40 @@ impl Verifier {
         self.check_issued_at(now, cached.issued_at)?;
         self.check_not_before(now, cached.not_before)?;
         check_validity(now, cached.validity)
+    }
+
+    /// The clock readings at which [`recheck`](Self::recheck) passes: each check
+    /// below solved for `now`, and the ranges intersected.
+    fn window(
+        &self,
+        issued_at: u64,
+        expires_at: u64,
+        not_before: Option<u64>,
+        validity: Option<Validity>,
+    ) -> Range<i128> {
+        let offset = self.offset();
+        let half = NANOS / 2;
+        // `exp`: now + offset < exp.
+        let mut until = secs(expires_at) - offset;
+        // `iat` not in the future: iat <= round(now + offset), so
+        // now >= iat - 1/2 s - offset.
+        let mut from = secs(issued_at) - half - offset;
+        // `iat` not too old: iat >= round(now - max_age), so
+        // now < iat + 1 s + max_age - 1/2 s.
+        let max_age = self.max_token_age.as_nanos() as i128;
+        if max_age > 0 {
+            until = until.min(secs(issued_at) + NANOS + max_age - half);
+        }
+        // `nbf`: nbf <= now + offset.
+        if let Some(not_before) = not_before {
+            from = from.max(secs(not_before) - offset);
+        }
+        // The key's certificate: NotBefore <= now <= NotAfter.
+        if let Some(validity) = validity {
+            from = from.max(secs(validity.not_before));
+            until = until.min(secs(validity.not_after) + 1);
+        }
+        from..until
     }
 
     /// Every check on `token` at the clock reading `now`, without the cache.
@@ -219,6 +280,7 @@ impl Verifier {
             not_before,
             issued_at,
             expires_at,
+            window: self.window(issued_at, expires_at, not_before, validity),
         })
     }
 
@@ -275,6 +337,25 @@ pub(crate) fn check_validity(now: i128, validity: Option<Validity>) -> Result<()
     Ok(())
 }
 
+/// How far before a cached token's window ends the coarse clock stops being
+/// enough (see `Verifier::coarsely_inside`): far more than a kernel tick, so the
+/// coarse clock's lag never matters, and a small part of any token's lifetime.
+const COARSE_CLOCK_MARGIN: i128 = NANOS;
+
+/// The system's coarse real-time clock (`CLOCK_REALTIME_COARSE`), in nanoseconds
+/// since the Unix epoch.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn coarse_now() -> Option<i128> {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    Some(i128::from(time.tv_sec) * NANOS + i128::from(time.tv_nsec))
+}
+
+/// No coarse clock here: every check reads the precise one.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn coarse_now() -> Option<i128> {
+    None
+}
+
 fn nanos_since_epoch(time: SystemTime) -> i128 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => after.as_nanos() as i128,
@@ -321,6 +402,165 @@ pub(crate) fn audience_hint(expected: &str, presented: &str) -> AudienceHint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A verifier with only the time settings the tests below vary.
+    fn verifier(clock_offset: Duration, max_token_age: Duration, clock: Option<Clock>) -> Verifier {
+        Verifier {
+            algorithms: AlgorithmSet::default(),
+            clock_offset,
+            max_token_age,
+            max_token_length: 0,
+            clock,
+        }
+    }
+
+    /// The coarse clock is never ahead of the precise one, and lags it by far less
+    /// than the margin a cache hit keeps from the end of its window.
+    #[test]
+    fn the_coarse_clock_trails_the_precise_one_by_less_than_the_margin() {
+        for _ in 0..10_000 {
+            let before = nanos_since_epoch(SystemTime::now());
+            let Some(coarse) = coarse_now() else {
+                return; // no coarse clock on this platform: nothing relies on one
+            };
+            let after = nanos_since_epoch(SystemTime::now());
+            assert!(coarse <= after, "coarse clock {} ns ahead", coarse - after);
+            assert!(
+                before - coarse < COARSE_CLOCK_MARGIN,
+                "coarse clock {} ns behind",
+                before - coarse
+            );
+        }
+    }
+
+    /// Only a window the coarse clock is well inside skips the precise clock, and
+    /// never with a clock set by the builder.
+    #[test]
+    fn only_a_window_well_inside_skips_the_precise_clock() {
+        let system = verifier(Duration::ZERO, Duration::ZERO, None);
+        let fixed = verifier(
+            Duration::ZERO,
+            Duration::ZERO,
+            Some(Arc::new(SystemTime::now)),
+        );
+        let now = system.now();
+        // From `from` to `until` milliseconds from now.
+        let around = |from: i128, until: i128| now + from * 1_000_000..now + until * 1_000_000;
+        if coarse_now().is_some() {
+            assert!(system.coarsely_inside(&around(-60_000, 60_000)));
+        }
+        let outside = [
+            around(-60_000, 500),
+            around(-60_000, 0),
+            around(2_000, 60_000),
+            around(-60_000, -1_000),
+        ];
+        for window in outside.iter().cloned().chain([around(-60_000, 60_000)]) {
+            assert!(
+                !fixed.coarsely_inside(&window),
+                "{window:?} with a set clock"
+            );
+        }
+        // Ends within the margin, ended, or not begun: the precise clock decides.
+        for window in outside {
+            assert!(!system.coarsely_inside(&window), "{window:?}");
+        }
+    }
+
+    /// A cache hit accepts exactly when every check passes: the window worked out at
+    /// insert time agrees with the checks, at and around each of their edges.
+    #[test]
+    fn cache_window_agrees_with_the_checks() {
+        let base: u64 = 1_700_000_000;
+        let edges = |secs: u64| {
+            let at = i128::from(secs) * NANOS;
+            [
+                -NANOS,
+                -NANOS / 2 - 1,
+                -NANOS / 2,
+                -NANOS / 2 + 1,
+                -1,
+                0,
+                1,
+                NANOS / 2,
+                NANOS,
+            ]
+            .map(|d| at + d)
+        };
+        let mut compared = 0;
+        for offset in [
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_secs(60),
+        ] {
+            for max_age in [
+                Duration::ZERO,
+                Duration::from_secs(3600),
+                Duration::from_millis(2500),
+            ] {
+                let verifier = verifier(offset, max_age, None);
+                for (iat, exp, nbf, validity) in [
+                    (base, base + 3600, None, None),
+                    (base, base + 1, Some(base + 1), None),
+                    (base + 10, base + 5, None, None),
+                    (
+                        base,
+                        base + 7200,
+                        Some(base - 5),
+                        Some(Validity {
+                            not_before: base + 2,
+                            not_after: base + 3,
+                        }),
+                    ),
+                ] {
+                    let cached = CachedToken {
+                        user: SystemUser::new(
+                            Arc::new(crate::user::Identity {
+                                id: "u".into(),
+                                memberships: Box::new([]),
+                            }),
+                            iat,
+                            exp,
+                        ),
+                        validity,
+                        not_before: nbf,
+                        issued_at: iat,
+                        expires_at: exp,
+                        window: verifier.window(iat, exp, nbf, validity),
+                    };
+                    let offset_nanos = offset.as_nanos() as i128;
+                    let max_age_nanos = max_age.as_nanos() as i128;
+                    let mut times: Vec<i128> = Vec::new();
+                    for secs in [
+                        Some(iat),
+                        Some(exp),
+                        Some(iat + 1),
+                        nbf,
+                        validity.map(|v| v.not_before),
+                        validity.map(|v| v.not_after),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        for at in edges(secs) {
+                            for shift in [0, -offset_nanos, max_age_nanos] {
+                                times.push(at + shift);
+                            }
+                        }
+                    }
+                    for now in times {
+                        assert_eq!(
+                            cached.window.contains(&now),
+                            verifier.recheck(now, &cached).is_ok(),
+                            "now {now}, iat {iat}, exp {exp}, nbf {nbf:?}, {validity:?}, offset {offset:?}, max age {max_age:?}"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared} times compared");
+    }
 
     #[test]
     fn go_rounding_rounds_halfway_up() {

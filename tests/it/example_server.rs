@@ -556,6 +556,82 @@ fn server_stops_on_ctrl_c() {
     assert!(status.success(), "{status:?}");
 }
 
+/// SIGTERM (what Kubernetes and systemd send) stops the server as Ctrl-C does: it
+/// exits 0 after the requests in flight.
+#[cfg(unix)]
+#[tokio::test]
+async fn server_stops_on_sigterm() {
+    let (owner, plain) = keys();
+    let dir = write_config(owner, plain);
+    let mut server = Server::start(&dir.path().join("config.yaml"), &[]);
+    assert_eq!(server.call("GET", "/healthz", None).await.status, 200);
+    let pid = server.child.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let status = server
+        .child
+        .wait_timeout(STARTUP)
+        .expect("the server stops after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+/// The server's `RequestBodyLimitLayer` answers a body announced over 64 KiB with
+/// 413 at once, before the layer or a handler reads anything, with or without a
+/// token; a small body with a token goes through.
+#[tokio::test]
+async fn server_refuses_a_body_over_its_limit() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let (owner, plain) = keys();
+    let dir = write_config(owner, plain);
+    let server = Server::start(&dir.path().join("config.yaml"), &[]);
+    let bearer = format!("Bearer {}", token(owner, OWNER, AUD));
+    let status = |length: usize, authorization: Option<&str>| {
+        let authorization = authorization
+            .map(|value| format!("Authorization: {value}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST {SEARCH} HTTP/1.1\r\nHost: localhost\r\n{authorization}\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let addr = server.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream
+                .write_all(head.as_bytes())
+                .await
+                .expect("send the head");
+            if length <= 64 * 1024 {
+                stream
+                    .write_all(&vec![b' '; length])
+                    .await
+                    .expect("send the body");
+            }
+            let mut answer = Vec::new();
+            tokio::time::timeout(STARTUP, stream.read_to_end(&mut answer))
+                .await
+                .expect("an answer in time")
+                .expect("read the answer");
+            // The status code of `HTTP/1.1 413 ...`.
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            let status_line = answer.lines().next().unwrap_or_default().to_owned();
+            status_line
+                .split(' ')
+                .nth(1)
+                .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+                .to_owned()
+        }
+    };
+    assert_eq!(status(1024 * 1024, Some(&bearer)).await, "413");
+    assert_eq!(status(1024 * 1024, None).await, "413");
+    assert_eq!(status(2, Some(&bearer)).await, "200");
+    assert_eq!(status(2, None).await, "401");
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn server_reloads_on_sighup() {
@@ -1031,6 +1107,44 @@ fn key2jwt_signs_with_an_openssl_key() {
         .duration_since(user.issued_at())
         .expect("exp after iat");
     assert_eq!(lifetime, Duration::from_secs(120));
+}
+
+/// The seed's own command line, with Go's single dash and `=`
+/// (`./key2jwt -audience=... -key=... -issuer=...`), and `--output PATH` as
+/// zitadel-tools' key2jwt has it: the token goes into the file, nothing to stdout.
+#[test]
+fn key2jwt_reads_go_style_flags_and_writes_to_a_file() {
+    let key = common::key();
+    let auth = auth_for(OWNER, &key.public_path());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_flag = format!("-key={}", key.private_path().display());
+
+    let mut go_style = command("key2jwt");
+    go_style.args([
+        &format!("-audience={AUD}"),
+        key_flag.as_str(),
+        &format!("-issuer={OWNER}"),
+    ]);
+    let finished = run_to_end(go_style);
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let user = auth
+        .verify(finished.stdout.trim_end())
+        .expect("the token from Go-style flags verifies");
+    assert_eq!(user.user_id(), OWNER);
+
+    let output = dir.path().join("token.jwt");
+    let mut to_file = command("key2jwt");
+    to_file
+        .args(["-audience", AUD, key_flag.as_str(), "-issuer", OWNER, "--output"])
+        .arg(&output);
+    let finished = run_to_end(to_file);
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert_eq!(finished.stdout, "");
+    let written = std::fs::read_to_string(&output).expect("the token file");
+    let user = auth
+        .verify(written.trim_end())
+        .expect("the token written to the file verifies");
+    assert_eq!(user.user_id(), OWNER);
 }
 
 #[test]

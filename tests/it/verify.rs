@@ -2223,8 +2223,9 @@ fn a_cached_token_is_checked_again_for_nbf_when_the_clock_moves_back() {
     ok(auth.verify(&token));
 }
 
-/// With the system clock, a cached token is still accepted exactly until `exp`
-/// (with the clock offset) and refused from then on, as a fresh check would.
+/// With the system clock, a cache hit reads the cheap coarse clock unless the
+/// token's window is about to end: a cached token is still accepted exactly until
+/// `exp` (with the clock offset) and refused from then on, as a fresh check would.
 #[test]
 fn a_cached_token_is_refused_from_the_moment_it_expires_on_the_system_clock() {
     use std::time::SystemTime;

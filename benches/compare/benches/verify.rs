@@ -42,19 +42,20 @@
 //! process-wide with `testing::set_speedup`) are measured in the same pass, in
 //! every round, two ways (see `SPEEDUPS` and `SPEEDUP_PAIRS`):
 //! - a pair of slices per speed-up, side by side: its case with every speed-up on,
-//!   then the same case with that one off (`layer_cached` for `RoomyExtensions`, `refuse_expired` and `verify_uncached`
-//!   for `SimdBase64`);
+//!   then the same case with that one off (`verify_cached` for `CoarseClock` and
+//!   `TailHash`, `layer_cached` for `RoomyExtensions`, `refuse_expired` and
+//!   `verify_uncached` for `SimdBase64`);
 //! - after the round's cases with every speed-up on, the same cases again with one
-//!   speed-up off, for each speed-up in turn, so that every target is also checked
-//!   with each speed-up off.
+//!   speed-up off, for each speed-up in turn, and with the speed-ups of `TOGETHER`
+//!   off together, so that every target is also checked without them.
 //!
 //! The switch is only ever flipped between slices, never while one is timed, and
 //! turned back on as soon as the slice is over (see `SpeedupOff`). Each setting has
-//! its own `SystemAuth`s, built while it is in force. This is printed last: "speed-up | case |
-//! with | without | ratio | targets that fail without it", then every target's
-//! median with every speed-up on and with each one off. A round then takes about
-//! 1 s on 2 cores (150 rounds: 2.5 minutes); `BENCH_SPEEDUPS=0` leaves the
-//! speed-ups out (a round then takes about 0.15 s).
+//! its own `SystemAuth`s, built while it is in force. This is printed last:
+//! "speed-up | case | with | without | ratio | targets that fail without it", then
+//! every target's median with every speed-up on and with each setting off. A round
+//! then takes about 1.5 s on 2 cores (150 rounds: under 4 minutes);
+//! `BENCH_SPEEDUPS=0` leaves the speed-ups out (a round then takes about 0.15 s).
 //!
 //! `BENCH_INTERLEAVED_ROUNDS=N` sets the rounds (0 skips the pass) and
 //! `BENCH_INTERLEAVED_SLICE_MS=N` the slice.
@@ -460,41 +461,60 @@ impl Auths {
 }
 
 /// Every hand-written speed-up, in the order of the tables.
-const SPEEDUPS: [Speedup; 2] = [Speedup::SimdBase64, Speedup::RoomyExtensions];
+static SPEEDUPS: [Speedup; 4] = [
+    Speedup::CoarseClock,
+    Speedup::TailHash,
+    Speedup::SimdBase64,
+    Speedup::RoomyExtensions,
+];
+
+/// Speed-ups that work on the same case, also measured off together: each of the
+/// two cache-hit ones saves a little, and a target may need both.
+static TOGETHER: [&[Speedup]; 1] = [&[Speedup::CoarseClock, Speedup::TailHash]];
 
 /// The with/without pairs of the interleaved pass: each speed-up on the case
 /// where it does its work.
 const SPEEDUP_PAIRS: &[(Speedup, &str)] = &[
+    (Speedup::CoarseClock, "verify_cached"),
+    (Speedup::TailHash, "verify_cached"),
     (Speedup::SimdBase64, "refuse_expired"),
     (Speedup::SimdBase64, "verify_uncached"),
     (Speedup::RoomyExtensions, "layer_cached"),
 ];
 
-/// Which speed-up is off, if any.
+/// Which speed-ups are off: none, one, or the ones of [`TOGETHER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Setting {
-    off: Option<Speedup>,
+    off: &'static [Speedup],
 }
 
 impl Setting {
-    const ALL_ON: Setting = Setting { off: None };
+    const ALL_ON: Setting = Setting { off: &[] };
+
+    /// The speed-ups that are off, as the tables name them: `TailHash`,
+    /// `CoarseClock+TailHash`.
+    fn name(self) -> String {
+        let names: Vec<String> = self.off.iter().map(|s| format!("{s:?}")).collect();
+        names.join("+")
+    }
 
     fn label(self) -> String {
-        match self.off {
-            None => "every speed-up on".to_owned(),
-            Some(speedup) => format!("{speedup:?} off"),
+        if self.off.is_empty() {
+            "every speed-up on".to_owned()
+        } else {
+            format!("{} off", self.name())
         }
     }
 }
 
-/// Turns one speed-up off for the whole process until dropped, then on again.
-/// Only ever held around a slice, outside its timer (see [`switched`]), or
-/// around a setup.
-struct SpeedupOff(Option<Speedup>);
+/// Turns speed-ups off for the whole process until dropped, then on again. Only
+/// ever held around a slice, outside its timer (see [`switched`]), or around a
+/// setup.
+struct SpeedupOff(&'static [Speedup]);
 
 impl SpeedupOff {
-    fn new(off: Option<Speedup>) -> SpeedupOff {
-        if let Some(speedup) = off {
+    fn new(off: &'static [Speedup]) -> SpeedupOff {
+        for &speedup in off {
             set_speedup(speedup, false);
         }
         SpeedupOff(off)
@@ -503,7 +523,7 @@ impl SpeedupOff {
 
 impl Drop for SpeedupOff {
     fn drop(&mut self) {
-        if let Some(speedup) = self.0 {
+        for &speedup in self.0 {
             set_speedup(speedup, true);
         }
     }
@@ -512,7 +532,7 @@ impl Drop for SpeedupOff {
 /// `routine` with the speed-ups as `setting` says while it runs: switched before
 /// the routine starts its timer, and back on after it stopped it.
 fn switched<'a>(setting: Setting, mut routine: Routine<'a>) -> Routine<'a> {
-    if setting.off.is_none() {
+    if setting.off.is_empty() {
         return routine;
     }
     Box::new(move |n| {
@@ -1154,7 +1174,10 @@ fn main() {
     let speedups = env_number("BENCH_SPEEDUPS").unwrap_or(1) != 0;
     let mut settings = vec![Setting::ALL_ON];
     if speedups {
-        settings.extend(SPEEDUPS.map(|speedup| Setting { off: Some(speedup) }));
+        settings.extend(SPEEDUPS.iter().map(|speedup| Setting {
+            off: std::slice::from_ref(speedup),
+        }));
+        settings.extend(TOGETHER.iter().map(|&off| Setting { off }));
     }
     // Each setting's SystemAuths, built while it is in force.
     let auths_off: Vec<Auths> = settings[1..]
@@ -1181,7 +1204,7 @@ fn main() {
                 } else {
                     settings
                         .iter()
-                        .position(|s| s.off == Some(speedup))
+                        .position(|s| s.off == [speedup])
                         .expect("a setting per speed-up")
                 };
                 let mut cases = cases(&fx, auths(setting), &rt, &jwt_authorizer);
@@ -1261,15 +1284,10 @@ fn main() {
     let off: Vec<(String, &[BTreeMap<&'static str, f64>])> = settings[1..]
         .iter()
         .zip(&per_setting[1..])
-        .map(|(setting, rounds)| {
-            (
-                format!("{:?}", setting.off.expect("a speed-up off")),
-                rounds.as_slice(),
-            )
-        })
+        .map(|(setting, rounds)| (setting.name(), rounds.as_slice()))
         .collect();
     println!("{}", report::speedup_table(&pairs, results, &off));
-    println!("Every target with every speed-up on, and with each one off:\n");
+    println!("Every target with every speed-up on, and with each setting off:\n");
     println!("{}", report::targets_by_setting_table(results, &off));
 }
 
