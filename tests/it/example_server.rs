@@ -1135,7 +1135,14 @@ fn key2jwt_reads_go_style_flags_and_writes_to_a_file() {
     let output = dir.path().join("token.jwt");
     let mut to_file = command("key2jwt");
     to_file
-        .args(["-audience", AUD, key_flag.as_str(), "-issuer", OWNER, "--output"])
+        .args([
+            "-audience",
+            AUD,
+            key_flag.as_str(),
+            "-issuer",
+            OWNER,
+            "--output",
+        ])
         .arg(&output);
     let finished = run_to_end(to_file);
     assert!(finished.status.success(), "{}", finished.stderr);

@@ -727,8 +727,13 @@ const REQUEST_BATCH: u64 = 8;
 /// times `iters`, which is what criterion's `iter_custom` wants.
 ///
 /// Method (wall clock): each thread first runs `setup` (its own runtime, its own
-/// Router, ...), then all meet at a barrier, and each does `iters` operations. The
-/// wall time is from the earliest thread's start to the latest thread's end.
+/// Router, ...) and one operation, untimed, then all meet at a barrier, and each
+/// does `iters` operations. The untimed operation is there because every slice runs
+/// on fresh threads, while a server's workers live long: a thread's first use of
+/// the thread-local state behind the work (arc-swap's debt slot, the cache's
+/// epoch guard, tokio's context) belongs to the thread's start, not to the
+/// workload. The wall time is from the earliest thread's start to the latest
+/// thread's end.
 /// `threads × iters` operations ran in that time, so the time per operation is
 /// wall / (threads × iters), and we return wall / threads. With 1 thread it is the
 /// plain time per op. Throughput scaling = (1-thread time per op) / (2-thread time
@@ -744,14 +749,15 @@ const REQUEST_BATCH: u64 = 8;
 fn on_threads<S, W>(threads: u32, iters: u64, setup: S) -> Duration
 where
     S: Fn() -> W + Sync,
-    W: FnOnce(u64),
+    W: FnMut(u64),
 {
     let barrier = Barrier::new(threads as usize);
     let spans: Vec<(Instant, Instant, Duration)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let work = setup();
+                    let mut work = setup();
+                    work(1);
                     barrier.wait();
                     let cpu = thread_cpu_time();
                     let start = Instant::now();
