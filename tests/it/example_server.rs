@@ -537,23 +537,29 @@ fn server_refuses_a_bad_config() {
     );
 }
 
+/// Sends `signal` to the server and waits for it to exit 0.
 #[cfg(unix)]
-#[test]
-fn server_stops_on_ctrl_c() {
-    let (owner, plain) = keys();
-    let dir = write_config(owner, plain);
-    let mut server = Server::start(&dir.path().join("config.yaml"), &[]);
+fn stop_with(server: &mut Server, signal: &str) {
     let pid = server.child.0.id().to_string();
     let status = Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
         .expect("run kill");
     assert!(status.success());
     let status = server
         .child
         .wait_timeout(STARTUP)
-        .expect("the server stops after SIGINT");
+        .unwrap_or_else(|| panic!("the server stops after kill {signal}"));
     assert!(status.success(), "{status:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn server_stops_on_ctrl_c() {
+    let (owner, plain) = keys();
+    let dir = write_config(owner, plain);
+    let mut server = Server::start(&dir.path().join("config.yaml"), &[]);
+    stop_with(&mut server, "-INT");
 }
 
 /// SIGTERM (what Kubernetes and systemd send) stops the server as Ctrl-C does: it
@@ -565,17 +571,7 @@ async fn server_stops_on_sigterm() {
     let dir = write_config(owner, plain);
     let mut server = Server::start(&dir.path().join("config.yaml"), &[]);
     assert_eq!(server.call("GET", "/healthz", None).await.status, 200);
-    let pid = server.child.0.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let status = server
-        .child
-        .wait_timeout(STARTUP)
-        .expect("the server stops after SIGTERM");
-    assert!(status.success(), "{status:?}");
+    stop_with(&mut server, "-TERM");
 }
 
 /// The server's `RequestBodyLimitLayer` answers a body announced over 64 KiB with
