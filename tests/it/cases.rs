@@ -705,6 +705,20 @@ macro_rules! invalid_token {
     };
 }
 
+/// The rows that `SystemAuth::verify` itself refuses, each with its token: the rows
+/// that send a token and need no route role (a role is checked after `verify`,
+/// which accepts the token).
+pub fn refused_by_verify() -> Vec<(Refusal, String)> {
+    refusals()
+        .into_iter()
+        .filter(|case| case.role.is_none())
+        .filter_map(|case| {
+            let token = (case.make)().token()?.to_owned();
+            Some((case, token))
+        })
+        .collect()
+}
+
 /// Every way of refusing a request, each with its answer. Tokens are valid at `T`
 /// but for the one defect the name says.
 pub fn refusals() -> Vec<Refusal> {

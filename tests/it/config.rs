@@ -1511,9 +1511,15 @@ fn large_numeric_aggregate_id_in_json_stays_exact() {
 // The audience at a reload
 // ---------------------------------------------------------------------------------
 
-/// `ExternalDomain`, `ExternalPort` and `ExternalSecure` are read again at every
-/// reload: a changed audience is a new registry (a new generation, an empty cache),
-/// and tokens for the old audience are refused from the swap on.
+/// A config of `system-user-1` with `key`'s public key file, after `external` (the
+/// `External*` lines).
+fn with_external(external: &str, key: &TestKey) -> String {
+    format!(
+        "{external}SystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
+        key.public_path().display()
+    )
+}
+
 /// The `ZITADEL_EXTERNAL*` variables go on overriding the file at every reload: a
 /// domain changed in the file comes with the port and scheme the variables set, and
 /// a domain the variables set stays whatever the file says.
@@ -1523,14 +1529,9 @@ fn external_url_variables_still_apply_after_a_reload() {
     let config = dir.path().join("config.yaml");
     let key = cfg_key(0);
     let write = |domain: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "ExternalDomain: {domain}\nExternalPort: 443\nExternalSecure: true\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-                key.public_path().display()
-            ),
-        )
-        .unwrap();
+        let external =
+            format!("ExternalDomain: {domain}\nExternalPort: 443\nExternalSecure: true\n");
+        std::fs::write(&config, with_external(&external, key)).unwrap();
     };
     write("old.example");
     let port_and_scheme = SystemAuth::builder()
@@ -1571,20 +1572,18 @@ fn external_url_variables_still_apply_after_a_reload() {
     assert_eq!(domain.verify(&env).unwrap().user_id(), "system-user-1");
 }
 
+/// `ExternalDomain`, `ExternalPort` and `ExternalSecure` are read again at every
+/// reload: a changed audience is a new registry (a new generation, an empty cache),
+/// and tokens for the old audience are refused from the swap on.
 #[test]
 fn a_changed_external_url_is_in_effect_after_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     let key = cfg_key(0);
     let write = |domain: &str, port: u16| {
-        std::fs::write(
-            &config,
-            format!(
-                "ExternalDomain: {domain}\nExternalPort: {port}\nExternalSecure: true\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-                key.public_path().display()
-            ),
-        )
-        .unwrap();
+        let external =
+            format!("ExternalDomain: {domain}\nExternalPort: {port}\nExternalSecure: true\n");
+        std::fs::write(&config, with_external(&external, key)).unwrap();
     };
     write("old.example", 443);
     let auth = SystemAuth::builder()
@@ -1633,14 +1632,8 @@ fn a_fixed_audience_ignores_a_changed_external_url() {
     let config = dir.path().join("config.yaml");
     let key = cfg_key(0);
     let write = |domain: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "ExternalDomain: {domain}\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-                key.public_path().display()
-            ),
-        )
-        .unwrap();
+        let external = format!("ExternalDomain: {domain}\n");
+        std::fs::write(&config, with_external(&external, key)).unwrap();
     };
     write("old.example");
     let auth = SystemAuth::builder()
@@ -1663,9 +1656,9 @@ fn the_watcher_applies_a_changed_external_url() {
     let config = dir.path().join("config.yaml");
     let key = cfg_key(1);
     let text = |domain: &str| {
-        format!(
-            "ExternalDomain: {domain}\nExternalPort: 443\nSystemAPIUsers:\n  - system-user-1:\n      Path: {}\n",
-            key.public_path().display()
+        with_external(
+            &format!("ExternalDomain: {domain}\nExternalPort: 443\n"),
+            key,
         )
     };
     std::fs::write(&config, text("old.example")).unwrap();
