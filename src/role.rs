@@ -94,10 +94,13 @@ impl RequireRoleLayer {
 impl<S> Layer<S> for RequireRoleLayer {
     type Service = RequireRole<S>;
 
+    /// Each service made holds the layer in an `Arc` of its own, as
+    /// [`SystemAuthLayer`](crate::SystemAuthLayer)'s do: the clone of a service for
+    /// every request counts on a reference no other service shares.
     fn layer(&self, inner: S) -> Self::Service {
         RequireRole {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -106,7 +109,7 @@ impl<S> Layer<S> for RequireRoleLayer {
 #[derive(Clone, Debug)]
 pub struct RequireRole<S> {
     inner: S,
-    layer: RequireRoleLayer,
+    layer: Arc<RequireRoleLayer>,
 }
 
 impl<S> RequireRole<S> {
