@@ -1634,6 +1634,42 @@ fn mint_refuses_what_cannot_sign() {
 
 // ---- bench ----
 
+/// Each key size asked for is measured with a fresh key of its own, every case of
+/// it, in the order asked.
+#[test]
+fn bench_measures_each_key_size_asked_for() {
+    let out = run(&[
+        "bench",
+        "--threads",
+        "1",
+        "--seconds",
+        "0.05",
+        "--bits",
+        "3072,4096",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let sections: Vec<&str> = out.stdout.split("RSA-").skip(1).collect();
+    assert_eq!(sections.len(), 2, "{out:?}");
+    for (section, bits) in sections.iter().zip(["3072", "4096"]) {
+        assert!(
+            section.starts_with(&format!("{bits} (fresh key, system-user-1)")),
+            "{section}"
+        );
+        for case in [
+            "floor (RSA verification)",
+            "verify, uncached",
+            "layer, cached",
+        ] {
+            assert!(
+                section
+                    .lines()
+                    .any(|line| line.trim_start().starts_with(case) && line.contains("/s")),
+                "no {case} line for RSA-{bits}: {section}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bench_measures_fresh_keys_and_a_configured_user() {
     let out = run(&[

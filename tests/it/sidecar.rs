@@ -102,7 +102,22 @@ impl Drop for Running {
 
 /// Starts the sidecar and waits for its `listening on http://ADDR` line.
 fn sidecar(world: &World, args: &[&str]) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zitadel-system-auth"))
+    sidecar_with_env(world, args, &[])
+}
+
+/// [`sidecar`] with ZITADEL's environment variables `env` set (and no others).
+fn sidecar_with_env(world: &World, args: &[&str], env: &[(&str, &str)]) -> (Running, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zitadel-system-auth"));
+    for name in [
+        "ZITADEL_SYSTEMAPIUSERS",
+        "ZITADEL_EXTERNALDOMAIN",
+        "ZITADEL_EXTERNALPORT",
+        "ZITADEL_EXTERNALSECURE",
+    ] {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .envs(env.iter().copied())
         .arg("serve")
         .arg("--config")
         .arg(world.path("config.yaml"))
@@ -848,17 +863,75 @@ async fn admin_endpoints() {
     );
 }
 
+/// ZITADEL's `ZITADEL_EXTERNAL*` variables override the file's external URL, as
+/// ZITADEL reads them; SIGHUP reloads and says so on stderr, and a config that no
+/// longer loads at a SIGHUP is reported while the last good keys stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_overrides_and_sighup_reloads() {
+    let world = World::new();
+    let (sidecar, side) = sidecar_with_env(
+        &world,
+        &[],
+        &[
+            ("ZITADEL_EXTERNALDOMAIN", "auth.example.com"),
+            ("ZITADEL_EXTERNALPORT", "443"),
+            ("ZITADEL_EXTERNALSECURE", "true"),
+        ],
+    );
+    let auth = format!("http://{side}/auth");
+    let bearer = |token: &str| format!("Bearer {token}");
+    // The file says http://127.0.0.1:8080; the environment https://auth.example.com.
+    let for_the_file = world.token(&world.owner, "owner");
+    let for_the_environment = world
+        .owner
+        .token("owner", "https://auth.example.com")
+        .build();
+    let answer = send(&auth, &[("authorization", &bearer(&for_the_file))]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    let answer = send(&auth, &[("authorization", &bearer(&for_the_environment))]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+
+    let stderr = || sidecar.stderr.lock().expect("lock").clone();
+    signal(&sidecar, "-HUP");
+    eventually("the SIGHUP reload to be reported", async || {
+        stderr().contains("SIGHUP: reloaded, generation 1 (nothing changed)")
+    })
+    .await;
+
+    std::fs::write(world.path("config.yaml"), "SystemAPIUsers: [broken\n").expect("write");
+    signal(&sidecar, "-HUP");
+    eventually("the failed SIGHUP reload to be reported", async || {
+        stderr().contains("SIGHUP: reload failed, keeping the last good keys")
+    })
+    .await;
+    let answer = send(&auth, &[("authorization", &bearer(&for_the_environment))]).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "the last good keys were lost"
+    );
+    assert!(
+        !stderr().contains(&for_the_environment[..40]),
+        "stderr holds a token"
+    );
+}
+
+/// Sends `signal` (`-HUP`, `-TERM`) to the sidecar.
+fn signal(sidecar: &Running, signal: &str) {
+    let pid = sidecar.child.id().to_string();
+    let status = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
 /// Stops on SIGTERM after the requests in flight.
 #[test]
 fn stops_on_sigterm() {
     let world = World::new();
     let (mut sidecar, _) = sidecar(&world, &[]);
-    let pid = sidecar.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    signal(&sidecar, "-TERM");
     let deadline = Instant::now() + TIMEOUT;
     loop {
         if let Some(status) = sidecar.child.try_wait().expect("wait") {

@@ -91,6 +91,10 @@
 //!   axum boxes a layered route once more, which every request then pays for
 //!   whatever the layer does; these are printed for information, under the
 //!   targets.
+//! - `validate_request_cached_per_route`: tower-http's
+//!   `ValidateRequestHeaderLayer::custom(auth)` on the same routes, cache on: the
+//!   same decision, answering with axum's body instead of the either-body (which
+//!   axum boxes once more on a layered route).
 //! - `refuse_*`: tokens that must be refused before any RSA (cache off).
 //! - `verify_uncached_1_user`, `verify_uncached_10000_users`: the registry's size.
 //! - `verify_uncached_full_cache`, `verify_uncached_empty_cache`: `verify` with the
@@ -125,6 +129,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use criterion::Criterion;
 use tokio::runtime::Runtime;
 use tower::{Layer as _, ServiceExt as _};
+use tower_http::validate_request::ValidateRequestHeaderLayer;
 use zitadel_system_auth::{
     AuthError, SystemAuth, SystemAuthService,
     error::{AudienceHint, Malformed},
@@ -374,6 +379,9 @@ impl Fixture {
                 assert_eq!(status(protected(auth), no_token()).await, 401);
                 assert_eq!(status(per_route(auth.layer()), self.request()).await, 200);
                 assert_eq!(status(per_route(auth.layer()), no_token()).await, 401);
+                let validate = || per_route(ValidateRequestHeaderLayer::custom(auth.clone()));
+                assert_eq!(status(validate(), self.request()).await, 200);
+                assert_eq!(status(validate(), no_token()).await, 401);
             }
             assert_eq!(status(router(), self.request()).await, 200);
             assert_eq!(
@@ -846,6 +854,14 @@ fn cases<'a>(
             fx.request()
         }),
     ));
+    cases.push((
+        "validate_request_cached_per_route",
+        through(
+            rt,
+            per_route(ValidateRequestHeaderLayer::custom(auths.cached.clone())),
+            || fx.request(),
+        ),
+    ));
 
     // 4. Refusals that must not reach RSA.
     for (name, token) in [
@@ -1006,6 +1022,7 @@ const INTERLEAVED_ORDER: &[&str] = &[
     "router_no_layer",
     "router_noop_layer_per_route",
     "layer_cached_per_route",
+    "validate_request_cached_per_route",
     "layer_uncached_per_route",
     "verify_cached",
     "refuse_malformed",

@@ -111,6 +111,12 @@ pub const CASES: &[Case] = &[
         "the Router with a do-nothing layer on the routes",
     ),
     case(
+        "validate_request_cached_per_route",
+        1,
+        Kind::Ours,
+        "tower-http's ValidateRequestHeaderLayer::custom(auth) on the routes, cache on",
+    ),
+    case(
         "refuse_malformed",
         1,
         Kind::Refusal,
@@ -487,6 +493,10 @@ pub fn per_route_figures(time: impl Fn(&str) -> Option<f64>) -> Vec<(&'static st
                 "layer_cached_per_route",
                 Some("router_noop_layer_per_route"),
             ),
+        ),
+        (
+            "(validate_request_cached_per_route − router_no_layer) / floor: the same decision, axum's body",
+            over_floor("validate_request_cached_per_route", Some("router_no_layer")),
         ),
     ]
 }
