@@ -94,13 +94,10 @@ impl RequireRoleLayer {
 impl<S> Layer<S> for RequireRoleLayer {
     type Service = RequireRole<S>;
 
-    /// Each service made holds the layer in an `Arc` of its own, as
-    /// [`SystemAuthLayer`](crate::SystemAuthLayer)'s do: the clone of a service for
-    /// every request counts on a reference no other service shares.
     fn layer(&self, inner: S) -> Self::Service {
         RequireRole {
             inner,
-            layer: Arc::new(self.clone()),
+            layer: self.clone(),
         }
     }
 }
@@ -109,7 +106,7 @@ impl<S> Layer<S> for RequireRoleLayer {
 #[derive(Clone, Debug)]
 pub struct RequireRole<S> {
     inner: S,
-    layer: Arc<RequireRoleLayer>,
+    layer: RequireRoleLayer,
 }
 
 impl<S> RequireRole<S> {
