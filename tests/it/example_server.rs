@@ -21,7 +21,7 @@ use std::{
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
-use zitadel_system_auth::{SystemAuth, config};
+use zitadel_system_auth::{SystemAuth, SystemUser, config};
 
 use crate::common::{self, KeyExt as _};
 
@@ -1006,6 +1006,14 @@ fn key2jwt(key: &Path, issuer: &str, lifetime: Option<&str>) -> Finished {
     run_to_end(command)
 }
 
+/// The user of the token a key2jwt run that succeeded printed, as `auth` verifies
+/// it (`what` says which token in a failure).
+fn printed_token_user(auth: &SystemAuth, finished: &Finished, what: &str) -> SystemUser {
+    assert!(finished.status.success(), "{}", finished.stderr);
+    auth.verify(finished.stdout.trim_end())
+        .unwrap_or_else(|error| panic!("{what}: {error}"))
+}
+
 #[test]
 fn key2jwt_signs_with_an_openssl_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1076,10 +1084,7 @@ fn key2jwt_signs_with_an_openssl_key() {
 
     // The key exactly as this openssl's genrsa wrote it.
     let finished = key2jwt(&generated, OWNER, None);
-    assert!(finished.status.success(), "{}", finished.stderr);
-    let user = auth
-        .verify(finished.stdout.trim_end())
-        .expect("the token verifies");
+    let user = printed_token_user(&auth, &finished, "the token verifies");
     assert_eq!(user.user_id(), OWNER);
 
     // The same key as PKCS#8, with another lifetime.
@@ -1094,10 +1099,7 @@ fn key2jwt_signs_with_an_openssl_key() {
         &path(&pkcs8),
     ]);
     let finished = key2jwt(&pkcs8, OWNER, Some("120"));
-    assert!(finished.status.success(), "{}", finished.stderr);
-    let user = auth
-        .verify(finished.stdout.trim_end())
-        .expect("the PKCS#8 token verifies");
+    let user = printed_token_user(&auth, &finished, "the PKCS#8 token verifies");
     let lifetime = user
         .expires_at()
         .duration_since(user.issued_at())
@@ -1122,10 +1124,7 @@ fn key2jwt_reads_go_style_flags_and_writes_to_a_file() {
         &format!("-issuer={OWNER}"),
     ]);
     let finished = run_to_end(go_style);
-    assert!(finished.status.success(), "{}", finished.stderr);
-    let user = auth
-        .verify(finished.stdout.trim_end())
-        .expect("the token from Go-style flags verifies");
+    let user = printed_token_user(&auth, &finished, "the token from Go-style flags verifies");
     assert_eq!(user.user_id(), OWNER);
 
     let output = dir.path().join("token.jwt");
