@@ -64,7 +64,10 @@
 //! of wall time (see `Clock`): on a machine busy with other work this removes most
 //! of the noise, but the 2-thread cases then show CPU cost only (see `on_threads`).
 //! Criterion keeps one result per case, so don't mix clocks between the runs a
-//! report or chart is made from.
+//! report or chart is made from. With the wall clock, the verdict is followed by
+//! the two 2-thread targets over the same slices timed by CPU time, for
+//! information: each slice of a 2-thread case reads both clocks (see
+//! `on_threads`), and the CPU one leaves out the time a thread waited for a core.
 //!
 //! Criterion takes one filter, a regular expression on the case names, to run some
 //! cases only: `cargo bench --bench verify -- '^(floor|verify_uncached)$'`. The
@@ -109,6 +112,7 @@
 mod common;
 
 use std::{
+    cell::Cell,
     collections::BTreeMap,
     hint::black_box,
     sync::{
@@ -754,6 +758,10 @@ const REQUEST_BATCH: u64 = 8;
 /// the wall time. Perfect scaling still reads 2.0 (and "ops/s per core" means the
 /// same in both modes), but it shows only what running side by side costs in CPU
 /// (cache lines bouncing between cores, spinning), not waiting on a lock.
+///
+/// Both readings are taken in every call: the one the clock asks for is returned,
+/// and the CPU one is also left in [`THREADS_CPU`], so that the interleaved pass
+/// can show the 2-thread scalings of the same slices by CPU time as well.
 fn on_threads<S, W>(threads: u32, iters: u64, setup: S) -> Duration
 where
     S: Fn() -> W + Sync,
@@ -780,14 +788,22 @@ where
             .map(|h| h.join().expect("bench thread"))
             .collect()
     });
+    let cpu = spans.iter().map(|s| s.2).sum::<Duration>() / threads / threads;
+    THREADS_CPU.set(Some(cpu));
     match clock() {
         Clock::Wall => {
             let start = spans.iter().map(|s| s.0).min().expect("a thread");
             let end = spans.iter().map(|s| s.1).max().expect("a thread");
             (end - start) / threads
         }
-        Clock::Cpu => spans.iter().map(|s| s.2).sum::<Duration>() / threads / threads,
+        Clock::Cpu => cpu,
     }
+}
+
+thread_local! {
+    /// The CPU-time reading of the last [`on_threads`] call made on this thread
+    /// (the one that runs the slices), taken by [`interleave`] after each slice.
+    static THREADS_CPU: Cell<Option<Duration>> = const { Cell::new(None) };
 }
 
 /// Every case of the bench, in the order of `src/report.rs`, with the
@@ -1101,19 +1117,30 @@ fn round_order(settings: &[Setting]) -> Vec<Slot> {
 /// then B A): a steady drift in the machine's speed then favours each case of a
 /// pair as often as the other. Returns each round's time per operation of each
 /// slice, in nanoseconds, in the slices' order; the targets are then checked in
-/// every round and the median taken.
-fn interleave(slices: &mut [Routine<'_>], rounds: usize, slice: Duration) -> Vec<Vec<f64>> {
+/// every round and the median taken. Beside them, the same for the slices that
+/// run on threads, by their CPU time (NaN for the others, see [`on_threads`]).
+fn interleave(
+    slices: &mut [Routine<'_>],
+    rounds: usize,
+    slice: Duration,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let sizes: Vec<u64> = slices
         .iter_mut()
         .map(|routine| slice_size(routine, slice))
         .collect();
     let count = slices.len();
     let mut results = Vec::with_capacity(rounds);
+    let mut cpu_results = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let mut times = vec![f64::NAN; count];
+        let mut cpu_times = vec![f64::NAN; count];
         let mut run = |i: usize| {
+            THREADS_CPU.set(None);
             let took = slices[i](sizes[i]);
             times[i] = took.as_secs_f64() * 1e9 / sizes[i] as f64;
+            if let Some(cpu) = THREADS_CPU.take() {
+                cpu_times[i] = cpu.as_secs_f64() * 1e9 / sizes[i] as f64;
+            }
         };
         if round % 2 == 0 {
             (0..count).for_each(&mut run);
@@ -1121,8 +1148,9 @@ fn interleave(slices: &mut [Routine<'_>], rounds: usize, slice: Duration) -> Vec
             (0..count).rev().for_each(&mut run);
         }
         results.push(times);
+        cpu_results.push(cpu_times);
     }
-    results
+    (results, cpu_results)
 }
 
 /// Takes the case `name` out of `cases`.
@@ -1247,7 +1275,7 @@ fn main() {
         }
     );
     let pass_started = Instant::now();
-    let times = interleave(&mut slices, rounds as usize, slice);
+    let (times, cpu_times) = interleave(&mut slices, rounds as usize, slice);
     drop(slices);
     // Every speed-up on again, whatever happened (each slice already turned its
     // own back on).
@@ -1283,6 +1311,23 @@ fn main() {
     );
     println!("{}", report::interleaved_targets_table(results));
     println!("{}", report::per_route_table(results));
+    if clock() == Clock::Wall {
+        // The slices that ran on threads, every speed-up on, by their CPU time.
+        let cpu_results: Vec<BTreeMap<&'static str, f64>> = cpu_times
+            .iter()
+            .map(|times| {
+                order
+                    .iter()
+                    .zip(times)
+                    .filter_map(|(slot, &time)| match *slot {
+                        Slot::Case { setting: 0, name } if !time.is_nan() => Some((name, time)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        println!("{}", report::cpu_scaling_table(&cpu_results));
+    }
     if !speedups {
         return;
     }

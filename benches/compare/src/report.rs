@@ -697,6 +697,30 @@ pub fn interleaved_targets_table(rounds: &[BTreeMap<&'static str, f64>]) -> Stri
     out
 }
 
+/// The 2-thread targets over the same slices timed by the threads' CPU time
+/// instead of the wall clock (`rounds` holds the thread cases only), for
+/// information: what running side by side costs in CPU (cache lines bouncing
+/// between cores), without the time a thread waited for a core, which on a shared
+/// VM is most of the wall clock's spread.
+pub fn cpu_scaling_table(rounds: &[BTreeMap<&'static str, f64>]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| 2-thread scaling of the same slices by CPU time, for information | median | p25..p75 | rounds within the target |\n",
+    );
+    out.push_str("| --- | ---: | ---: | ---: |\n");
+    for summary in interleaved_targets(rounds) {
+        let Some(median) = summary.median.value else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {median:.3} | {:.3}..{:.3} | {}/{} |",
+            summary.median.label, summary.p25, summary.p75, summary.passed, summary.rounds,
+        );
+    }
+    out
+}
+
 /// One speed-up's pair of slices in the interleaved pass: its case with every
 /// speed-up on and with this one off, side by side in every round.
 #[derive(Debug, Clone)]
