@@ -13,33 +13,33 @@ pub enum Speedup {
     /// (`CLOCK_REALTIME_COARSE`), and reads the precise one only near the window's
     /// end. Off: every hit reads the precise clock.
     ///
-    /// Measured with `benches/compare` (interleaved, one core): a cache hit 88 ns
-    /// with, 125 ns without. Together with [`TailHash`](Self::TailHash) it keeps the
+    /// Measured with `benches/compare` (interleaved, one core): a cache hit 85 ns
+    /// with, 120 ns without. Together with [`TailHash`](Self::TailHash) it keeps the
     /// cached layer within its target (see there for the figures of both off).
     CoarseClock,
     /// The token's parts are decoded with SIMD base64 (`base64-simd`) into buffers on
     /// the stack. Off: the `base64` crate's decoder.
     ///
     /// Measured with `benches/compare` (interleaved, one core, RSA-2048): refusing
-    /// an expired token 701 ns with, 1.13 µs without; an uncached `verify` 1.019×
-    /// slower without; the layer's uncached verdict at 1.108× the bare RSA
-    /// operation with, 1.122× without, where runs with everything on have measured
+    /// an expired token 707 ns with, 1.10 µs without; an uncached `verify` 1.022×
+    /// slower without; the layer's uncached verdict at 1.109× the bare RSA
+    /// operation with, 1.126× without, where runs with everything on have measured
     /// up to 1.128× against the 1.15× target.
     SimdBase64,
     /// A request with no extensions gets a map with room for the user and axum's
     /// three, allocated once. Off: the map grows as extensions are added.
     ///
     /// Measured with `benches/compare` (interleaved): a cached token through the
-    /// layer 992 ns with, 1.12 µs without (1.062× the median ratio); the layer's cost
-    /// over the bare router 0.015× the RSA operation with, 0.018× without in that
+    /// layer 929 ns with, 971 ns without (1.066× the median ratio); the layer's cost
+    /// over the bare router 0.013× the RSA operation with, 0.016× without in that
     /// run, and 0.021× to 0.023× without on another VM, which fails the 0.02× target.
     RoomyExtensions,
     /// The token cache hashes a token's length and its last 32 bytes (the end of
     /// the signature, which no caller can choose without the user's private key);
     /// a lookup still compares every byte. Off: every byte is hashed.
     ///
-    /// Measured with `benches/compare` (interleaved): a cache hit 91 ns with,
-    /// 109 ns without. With this and [`CoarseClock`](Self::CoarseClock) both off, the
+    /// Measured with `benches/compare` (interleaved): a cache hit 86 ns with,
+    /// 108 ns without. With this and [`CoarseClock`](Self::CoarseClock) both off, the
     /// layer's cost over the bare router for a cached token is 0.015× to 0.018× the
     /// RSA operation on one VM, and 0.019× and 0.022× on another (target ≤ 0.02×,
     /// failed there), against 0.012× to 0.015× with them.
