@@ -5,20 +5,14 @@
 //! Holds the handle and the decision log only: the checks are `verify`'s, loading
 //! and reloading is `reload`'s, the settings are `builder`'s.
 
-use std::{
-    fmt,
-    sync::{
-        Arc,
-        atomic::{AtomicU32, AtomicU64, Ordering},
-    },
-    time::SystemTime,
-};
+use std::{fmt, sync::Arc};
 
 use arc_swap::ArcSwap;
 
 use crate::{
     error::{AuthError, ConfigError},
     metrics::Metrics,
+    refusal_log::RefusalLog,
     registry::Registry,
     reload::{
         self, FolderStatus, ReloadReport, Reloadable, Reloader, Status, WatchMode, WatchSettings,
@@ -68,50 +62,6 @@ struct Inner {
     metrics: Metrics,
 }
 
-/// How many refusals are logged in one second at most; the rest are counted and
-/// the count is logged when the next second begins, so a flood cannot fill a disk.
-pub const REFUSAL_LOGS_PER_SECOND: u32 = 20;
-
-/// Rate-limited refusal logging, with atomics only (no lock on the request path).
-#[derive(Default)]
-struct RefusalLog {
-    /// The second (since the epoch) the count belongs to.
-    second: AtomicU64,
-    /// Refusals seen in that second.
-    count: AtomicU32,
-}
-
-impl RefusalLog {
-    fn log(&self, error: &AuthError) {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let second = self.second.load(Ordering::Relaxed);
-        if second != now
-            && self
-                .second
-                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let previous = self.count.swap(0, Ordering::Relaxed);
-            if previous > REFUSAL_LOGS_PER_SECOND {
-                tracing::info!(
-                    target: "zitadel_system_auth",
-                    suppressed = previous - REFUSAL_LOGS_PER_SECOND,
-                    "more system user tokens were refused than are logged"
-                );
-            }
-        }
-        if self.count.fetch_add(1, Ordering::Relaxed) < REFUSAL_LOGS_PER_SECOND {
-            tracing::info!(
-                target: "zitadel_system_auth",
-                reason = error.reason(),
-                "system user token refused: {error}"
-            );
-        }
-    }
-}
-
 impl fmt::Debug for SystemAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let registry = self.inner.registry.load();
@@ -137,7 +87,7 @@ impl SystemAuth {
             registry: ArcSwap::new(registry),
             reloader,
             instance_id,
-            refusals: RefusalLog::default(),
+            refusals: RefusalLog::new("system user tokens were refused"),
             metrics: Metrics::new(),
         });
         if let Some(settings) = watch
@@ -175,7 +125,7 @@ impl SystemAuth {
 
     /// Logs one decision: an acceptance at debug with the user id, a refusal at info
     /// with its reason code (never the token), at most
-    /// [`REFUSAL_LOGS_PER_SECOND`] a second.
+    /// [`REFUSAL_LOGS_PER_SECOND`](crate::REFUSAL_LOGS_PER_SECOND) a second.
     pub(crate) fn record(&self, result: &Result<SystemUser, AuthError>) {
         match result {
             Ok(user) => {
@@ -188,7 +138,13 @@ impl SystemAuth {
             }
             Err(error) => {
                 self.inner.metrics.refused(error.reason());
-                self.inner.refusals.log(error);
+                self.inner.refusals.log(|| {
+                    tracing::info!(
+                        target: "zitadel_system_auth",
+                        reason = error.reason(),
+                        "system user token refused: {error}"
+                    );
+                });
             }
         }
     }

@@ -87,6 +87,7 @@ pub mod key;
 pub mod layer;
 pub mod metrics;
 pub mod mint;
+mod refusal_log;
 mod registry;
 pub mod reload;
 mod request;
@@ -100,12 +101,13 @@ pub mod user;
 pub mod verify;
 
 pub use algorithm::Algorithm;
-pub use auth::{REFUSAL_LOGS_PER_SECOND, SystemAuth};
+pub use auth::SystemAuth;
 pub use builder::SystemAuthBuilder;
 pub use config::Config;
 pub use error::{AuthError, ConfigError, KeyError};
 pub use explain::Explanation;
 pub use layer::{SystemAuthLayer, SystemAuthService};
+pub use refusal_log::REFUSAL_LOGS_PER_SECOND;
 pub use reload::{
     FolderStatus, FolderWatch, ReloadOutcome, ReloadReport, Status, UserStatus, WatchMode,
 };

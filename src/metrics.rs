@@ -9,6 +9,7 @@
 //! | `zitadel_system_auth_registry_generation` | gauge | |
 //! | `zitadel_system_auth_seconds_since_last_good_reload` | gauge | (updated with every decision and reload) |
 //! | `zitadel_system_auth_reload_thread_panics_total` | counter | (panics caught in the reload thread, which goes on) |
+//! | `zitadel_system_auth_role_refusals_total` | counter | `reason` = `missing_role` or `missing_token` (refused by a [`RequireRoleLayer`](crate::RequireRoleLayer), after the authentication layer counted the request as accepted) |
 //!
 //! Every label value is one of the fixed words above: none comes from a token.
 //! Install the recorder before building [`SystemAuth`](crate::SystemAuth): handles are
@@ -95,6 +96,12 @@ mod enabled {
             self.reload_thread_panics.increment(1);
         }
     }
+
+    /// A request a route's role check refused (the role layer holds no handles:
+    /// the counter is looked up at each refusal).
+    pub(crate) fn role_refused(reason: &'static str) {
+        counter!("zitadel_system_auth_role_refusals_total", "reason" => reason).increment(1);
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -112,6 +119,8 @@ mod enabled {
         pub fn reload(&self, _outcome: &'static str, _generation: u64, _good: bool) {}
         pub fn reload_thread_panic(&self) {}
     }
+
+    pub(crate) fn role_refused(_reason: &'static str) {}
 }
 
-pub(crate) use enabled::Metrics;
+pub(crate) use enabled::{Metrics, role_refused};

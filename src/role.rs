@@ -38,7 +38,12 @@
 //! A caller without a membership that applies to the request and grants the role
 //! gets 403 with code 7 (PERMISSION_DENIED); a request that reached this layer without
 //! a [`SystemUser`] (no [`SystemAuthLayer`](crate::SystemAuthLayer) outside it, or an
-//! optional one without a token) gets 401. Like the authentication layer, it keeps
+//! optional one without a token) gets 401. Each refusal is logged at info with its
+//! reason, the user id and the role (at most
+//! [`REFUSAL_LOGS_PER_SECOND`](crate::REFUSAL_LOGS_PER_SECOND) lines a second per
+//! layer), and counted in `zitadel_system_auth_role_refusals_total` (feature
+//! `metrics`): the authentication layer before it logged and counted the request as
+//! accepted. Like the authentication layer, it keeps
 //! the inner service's body type and can answer refusals its own way
 //! ([`RequireRoleLayer::respond_with`]).
 //!
@@ -60,6 +65,8 @@ use tower_service::Service;
 
 use crate::{
     error::AuthError,
+    metrics,
+    refusal_log::RefusalLog,
     response::{Refusal, Responder, ResponseFuture},
     user::SystemUser,
 };
@@ -69,6 +76,8 @@ use crate::{
 pub struct RequireRoleLayer {
     role: Arc<str>,
     responder: Responder,
+    /// This layer's refusal log, shared by every service it makes.
+    refusals: Arc<RefusalLog>,
 }
 
 impl RequireRoleLayer {
@@ -77,6 +86,7 @@ impl RequireRoleLayer {
         RequireRoleLayer {
             role: role.into(),
             responder: Responder::default(),
+            refusals: Arc::new(RefusalLog::new("requests were refused by a role check")),
         }
     }
 
@@ -157,7 +167,28 @@ where
         };
         match verdict {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(error) => ResponseFuture::refused(self.layer.responder.respond(&error, &request)),
+            Err(error) => {
+                self.layer
+                    .record(&error, request.extensions().get::<SystemUser>());
+                ResponseFuture::refused(self.layer.responder.respond(&error, &request))
+            }
         }
+    }
+}
+
+impl RequireRoleLayer {
+    /// Logs and counts one refusal: the reason, the user id and the role (never
+    /// anything of the token, which this layer does not read).
+    fn record(&self, error: &AuthError, user: Option<&SystemUser>) {
+        metrics::role_refused(error.reason());
+        self.refusals.log(|| {
+            tracing::info!(
+                target: "zitadel_system_auth",
+                reason = error.reason(),
+                user_id = user.map(SystemUser::user_id),
+                role = &*self.role,
+                "request refused by the route's role check: {error}"
+            );
+        });
     }
 }

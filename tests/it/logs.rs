@@ -230,7 +230,8 @@ fn refusals_through_verify_log_the_reason_and_nothing_of_the_token() {
 
 /// Every case of the refusal table through the layer: the row's reason, nothing
 /// of what was sent. (A route's role is refused after the layer accepted the
-/// token, which it logs as accepted; what was sent is not logged either.)
+/// token, which it logs as accepted; the role check then logs its refusal with
+/// the user id and the role.)
 #[tokio::test(flavor = "current_thread")]
 async fn refusals_through_the_layer_log_the_reason_and_nothing_of_the_token() {
     let world = World::new();
@@ -246,13 +247,24 @@ async fn refusals_through_the_layer_log_the_reason_and_nothing_of_the_token() {
         let response = app.oneshot(sent.request(false)).await.unwrap();
         assert_eq!(response.status().as_u16(), case.status, "{}", case.name);
         let text = buffer.take();
-        if case.role.is_none() {
-            assert!(
+        match case.role {
+            None => assert!(
                 text.contains("system user token refused") && has_reason(&text, case.reason),
                 "{}: no refusal logged with reason {}:\n{text}",
                 case.name,
                 case.reason
-            );
+            ),
+            // The layer accepted the token; the route's role check refused it.
+            Some(role) => assert!(
+                text.contains("system user token accepted")
+                    && text.contains("request refused by the route's role check")
+                    && has_reason(&text, case.reason)
+                    && text.contains(&format!("role=\"{role}\""))
+                    && text.contains(USER),
+                "{}: no role refusal logged with reason {}, the role and the user:\n{text}",
+                case.name,
+                case.reason
+            ),
         }
         let mut secrets = Secrets::of_the_keys();
         secrets.sent(case.name, &sent);
@@ -276,6 +288,34 @@ async fn refusals_through_the_layer_log_the_reason_and_nothing_of_the_token() {
     secrets.token("accepted", &valid);
     secrets.assert_absent_from(&text, "accepted through the layer");
     eprintln!("{} refusals checked through the layer", table.len());
+}
+
+/// A route's role check with no authentication layer in front refuses with 401
+/// and logs why, with no user id (there is none).
+#[tokio::test(flavor = "current_thread")]
+async fn a_role_check_without_a_user_logs_a_missing_token() {
+    let buffer = Captured::default();
+    let _guard = tracing::subscriber::set_default(buffer.subscriber());
+    let app = Router::new()
+        .route("/", get(|| async { "called" }))
+        .route_layer(zitadel_system_auth::RequireRoleLayer::new("SYSTEM_OWNER"));
+    let request = Request::get("/")
+        .header(header::AUTHORIZATION, format!("Bearer {}", cases::valid()))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let text = buffer.take();
+    assert!(
+        text.contains("request refused by the route's role check")
+            && has_reason(&text, "missing_token")
+            && text.contains("role=\"SYSTEM_OWNER\"")
+            && !text.contains("user_id"),
+        "{text}"
+    );
+    let mut secrets = Secrets::of_the_keys();
+    secrets.token("sent to a role check alone", &cases::valid());
+    secrets.assert_absent_from(&text, "role check without a user");
 }
 
 // ---------------------------------------------------------------------------

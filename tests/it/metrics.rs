@@ -212,3 +212,66 @@ fn every_refusal_of_the_table_is_counted_under_its_reason() {
         );
     }
 }
+
+/// A route's role check counts its refusals by reason; the request was counted as
+/// accepted by the authentication layer before it, and a request that passes the
+/// role check counts no role refusal.
+#[test]
+fn role_refusals_are_counted_by_reason() {
+    use axum::{Router, body::Body, http::Request, routing::get};
+    use tower::ServiceExt as _;
+    use zitadel_system_auth::RequireRoleLayer;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let system = TestSystem::with(|b| b.watch(false));
+        let token = system.token().build();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let status = |app: Router, bearer: bool| {
+            let mut request = Request::get("/");
+            if bearer {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let request = request.body(Body::empty()).expect("request");
+            runtime
+                .block_on(app.oneshot(request))
+                .expect("response")
+                .status()
+                .as_u16()
+        };
+        let guarded = |role: &'static str| {
+            Router::new()
+                .route("/", get(|| async { "ok" }))
+                .route_layer(RequireRoleLayer::new(role))
+                .route_layer(system.auth.layer())
+        };
+        // The test user has ZITADEL's default membership: System, SYSTEM_OWNER.
+        assert_eq!(status(guarded("IAM_OWNER"), true), 403);
+        assert_eq!(status(guarded("IAM_OWNER"), true), 403);
+        assert_eq!(status(guarded("SYSTEM_OWNER"), true), 200);
+        // No authentication layer in front: no user on the request.
+        let unauthenticated = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .route_layer(RequireRoleLayer::new("SYSTEM_OWNER"));
+        assert_eq!(status(unauthenticated, true), 401);
+    });
+    let values = values(snapshotter.snapshot().into_vec());
+    let refusals = "zitadel_system_auth_role_refusals_total";
+    assert_eq!(counter(&values, refusals, &[("reason", "missing_role")]), 2);
+    assert_eq!(
+        counter(&values, refusals, &[("reason", "missing_token")]),
+        1
+    );
+    assert_eq!(
+        counter(
+            &values,
+            "zitadel_system_auth_requests_total",
+            &[("outcome", "accepted")]
+        ),
+        3,
+        "the authentication layer accepted the three tokens it saw"
+    );
+}
