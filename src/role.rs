@@ -43,9 +43,8 @@
 //! [`REFUSAL_LOGS_PER_SECOND`](crate::REFUSAL_LOGS_PER_SECOND) lines a second per
 //! layer), and counted in `zitadel_system_auth_role_refusals_total` (feature
 //! `metrics`): the authentication layer before it logged and counted the request as
-//! accepted. Like the authentication layer, it keeps
-//! the inner service's body type and can answer refusals its own way
-//! ([`RequireRoleLayer::respond_with`]).
+//! accepted. Like the authentication layer, it keeps the inner service's body type
+//! and can answer refusals its own way ([`RequireRoleLayer::respond_with`]).
 //!
 //! Holds the role middleware only: who the caller is comes from the extensions the
 //! authentication layer set, the answers from `response`.
