@@ -73,19 +73,27 @@ use crate::{
 /// Wraps a service with [`RequireRole`].
 #[derive(Clone, Debug)]
 pub struct RequireRoleLayer {
-    role: Arc<str>,
+    check: Arc<RoleCheck>,
     responder: Responder,
-    /// This layer's refusal log, shared by every service it makes.
-    refusals: Arc<RefusalLog>,
+}
+
+/// The role a layer requires, and the log of its refusals, shared by every service
+/// the layer makes (one reference count for a clone).
+#[derive(Debug)]
+struct RoleCheck {
+    role: Arc<str>,
+    refusals: RefusalLog,
 }
 
 impl RequireRoleLayer {
     /// Requires `role` (e.g. `SYSTEM_OWNER`, `IAM_OWNER`, `ORG_OWNER`).
     pub fn new(role: impl Into<Arc<str>>) -> RequireRoleLayer {
         RequireRoleLayer {
-            role: role.into(),
+            check: Arc::new(RoleCheck {
+                role: role.into(),
+                refusals: RefusalLog::new("requests were refused by a role check"),
+            }),
             responder: Responder::default(),
-            refusals: Arc::new(RefusalLog::new("requests were refused by a role check")),
         }
     }
 
@@ -158,7 +166,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let role = &self.layer.role;
+        let role = &self.layer.check.role;
         let verdict = match request.extensions().get::<SystemUser>() {
             None => Err(AuthError::MissingToken),
             Some(user) if user.has_role(role) => Ok(()),
@@ -180,12 +188,12 @@ impl RequireRoleLayer {
     /// anything of the token, which this layer does not read).
     fn record(&self, error: &AuthError, user: Option<&SystemUser>) {
         metrics::role_refused(error.reason());
-        self.refusals.log(|| {
+        self.check.refusals.log(|| {
             tracing::info!(
                 target: "zitadel_system_auth",
                 reason = error.reason(),
                 user_id = user.map(SystemUser::user_id),
-                role = &*self.role,
+                role = &*self.check.role,
                 "request refused by the route's role check: {error}"
             );
         });
