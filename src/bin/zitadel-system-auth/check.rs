@@ -48,8 +48,9 @@ pub struct CheckArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
-    /// For tests: the current time in seconds since 1970 (for certificates).
-    #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
+    /// Judge the certificates' windows at this time (seconds since 1970) instead of
+    /// now: to see which will have expired, or will be within 30 days of it, by then.
+    #[arg(long, value_name = "UNIX_SECONDS")]
     pub now: Option<u64>,
 }
 

@@ -46,8 +46,9 @@ pub struct ExplainArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
-    /// For tests: the current time in seconds since 1970, the clock `verify` sees.
-    #[arg(long, value_name = "UNIX_SECONDS", hide = true)]
+    /// Judge the token as if the clock read this time (seconds since 1970): to
+    /// explain a refusal logged earlier, give the time of its log line.
+    #[arg(long, value_name = "UNIX_SECONDS")]
     pub now: Option<u64>,
     /// The token: `TOKEN`, `Bearer TOKEN`, `Authorization: Bearer TOKEN` or
     /// `-H 'Authorization: Bearer TOKEN'`; read from standard input when absent.

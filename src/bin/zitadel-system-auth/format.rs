@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zitadel_system_auth::explain::{Span, Time};
 
-/// Seconds since the Unix epoch, now, or `--now` when given (for tests).
+/// Seconds since the Unix epoch, now, or `--now` when given.
 pub fn now_secs(now: Option<u64>) -> u64 {
     now.unwrap_or_else(|| {
         SystemTime::now()
