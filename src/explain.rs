@@ -19,8 +19,16 @@
 //! (unknown user, signature, certificate window), and says what ZITADEL would do
 //! where this crate decides otherwise. It shows claim values, since whoever asks
 //! holds the token, but never the signature or any key material: a key appears as
-//! its fingerprint. Holds the explanation only; the checks are `verify`'s and
-//! `jose`'s, run again here one by one.
+//! its fingerprint.
+//!
+//! An explanation is for the people who run the service, not for callers: it
+//! names the precise check that failed, and for a user id that is not configured
+//! it lists the ones that are, which is exactly what the layer's one public text
+//! keeps from callers (so that none can probe for user ids). Show it only behind
+//! the service's own operator authentication, never as the answer to a request.
+//!
+//! Holds the explanation only; the checks are `verify`'s and `jose`'s, run again
+//! here one by one.
 
 mod checks;
 mod text;
@@ -103,6 +111,10 @@ impl Explanation {
 impl SystemAuth {
     /// Explains what [`verify`](Self::verify) decides for `token` now, check by
     /// check. Neither the token cache nor the metrics and logs see it.
+    ///
+    /// For operators only: it names the precise failed check and the configured
+    /// user ids (see the [module docs](crate::explain)), so never answer a request
+    /// with it.
     pub fn explain(&self, token: &str) -> Explanation {
         let (verifier, registry) = self.parts();
         let now = verifier.now();
