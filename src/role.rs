@@ -167,7 +167,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let role = &self.layer.check.role;
-        let verdict = match request.extensions().get::<SystemUser>() {
+        let user = request.extensions().get::<SystemUser>();
+        let verdict = match user {
             None => Err(AuthError::MissingToken),
             Some(user) if user.has_role(role) => Ok(()),
             Some(_) => Err(AuthError::MissingRole { role: role.clone() }),
@@ -175,8 +176,7 @@ where
         match verdict {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
             Err(error) => {
-                self.layer
-                    .record(&error, request.extensions().get::<SystemUser>());
+                self.layer.record(&error, user);
                 ResponseFuture::refused(self.layer.responder.respond(&error, &request))
             }
         }
