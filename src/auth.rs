@@ -7,13 +7,11 @@
 
 use std::{fmt, sync::Arc};
 
-use arc_swap::ArcSwap;
-
 use crate::{
     error::{AuthError, ConfigError},
     metrics::Metrics,
     refusal_log::RefusalLog,
-    registry::Registry,
+    registry::{InPlace, Registry},
     reload::{
         self, FolderStatus, ReloadReport, Reloadable, Reloader, Status, WatchMode, WatchSettings,
     },
@@ -55,7 +53,7 @@ pub struct SystemAuth {
 
 struct Inner {
     verifier: Verifier,
-    registry: ArcSwap<Registry>,
+    registry: InPlace,
     reloader: Reloader,
     instance_id: Option<Arc<str>>,
     refusals: RefusalLog,
@@ -84,7 +82,7 @@ impl SystemAuth {
     ) -> SystemAuth {
         let inner = Arc::new(Inner {
             verifier,
-            registry: ArcSwap::new(registry),
+            registry: InPlace::new(registry),
             reloader,
             instance_id,
             refusals: RefusalLog::new("system user tokens were refused"),
@@ -118,7 +116,7 @@ impl SystemAuth {
     /// found by them, and the checks only let base64url and dots pass.
     pub(crate) fn check(&self, token: &[u8]) -> Result<SystemUser, AuthError> {
         let inner = &*self.inner;
-        let (verdict, cache) = inner.verifier.verify(token, &inner.registry.load());
+        let (verdict, cache) = inner.verifier.verify(token, &inner.registry);
         inner.metrics.cache(cache);
         verdict
     }

@@ -209,13 +209,16 @@ impl SystemAuthBuilder {
 
     /// Turns the verified-token cache on or off (default on). A repeated token is
     /// then answered without the RSA operation; its times and the key's validity are
-    /// still checked on every use, and a reload empties the cache.
+    /// still checked on every use, and a reload empties the cache. In front of it,
+    /// each thread keeps the last four tokens it was answered for, which a reload
+    /// retires just the same.
     pub fn token_cache(mut self, enabled: bool) -> Self {
         self.token_cache = enabled;
         self
     }
 
-    /// How many verified tokens the cache holds at most (default 10,000).
+    /// How many verified tokens the cache holds at most (default 10,000), beside
+    /// the four each thread keeps (see [`token_cache`](Self::token_cache)).
     pub fn token_cache_capacity(mut self, entries: usize) -> Self {
         self.token_cache_capacity = entries;
         self

@@ -16,24 +16,26 @@
 //! evicted key is found by its own allocation, so evicting compares no bytes. A
 //! stream of tokens used once (a caller minting a new token per request) therefore
 //! pushes out its own entries before the ones in use. Inserts, which follow an RSA
-//! verification, take one short lock; hits do not. A key is hashed by its length and
-//! its last bytes (see `TailHash`) and compared whole. Holds no checks of its own:
-//! `verify` decides what is stored.
+//! verification, take one short lock; hits do not. A key is hashed (foldhash, with a
+//! seed of the cache's own) and compared whole.
+//!
+//! In front of it, each thread keeps the last few tokens it answered for that
+//! thread ([`local`]), so that a token used again and again on one thread needs no
+//! guard on the map. Those few per thread come on top of the limits. Holds no
+//! checks of its own: `verify` decides what is stored.
 
 use std::{
-    hash::{BuildHasher, Hasher},
+    hash::Hasher,
     ops::Range,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
-use crate::{
-    key::Validity,
-    speedup::{self, Speedup},
-    user::SystemUser,
-};
+pub(crate) mod local;
+
+use crate::{key::Validity, user::SystemUser};
 
 /// A token that passed every check: its verdict, and what a hit must re-check.
 #[derive(Debug, Clone)]
@@ -75,7 +77,10 @@ pub(crate) const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 64;
 
 /// A bounded, lock-free map from whole tokens to their verified result.
 pub(crate) struct TokenCache {
-    map: papaya::HashMap<Key, Entry, TailHash>,
+    /// This cache's own id, never 0 and never given to another cache of this
+    /// process: what the threads' own caches ([`local`]) mark their entries with.
+    id: u64,
+    map: papaya::HashMap<Key, Entry, foldhash::fast::RandomState>,
     limits: CacheLimits,
     /// One flag per slot of the clock: the slot's token was hit since it was stored
     /// or since the hand last passed it. Set by readers, without the lock.
@@ -111,58 +116,6 @@ impl std::borrow::Borrow<[u8]> for Key {
     }
 }
 
-/// How many bytes at the end of a token the cache's hash reads.
-const HASHED_BYTES: usize = 32;
-
-/// The cache's hash: foldhash, with a seed of its own, over a token's length and its
-/// last [`HASHED_BYTES`] bytes ([`Speedup::TailHash`]). The end of a token is the end
-/// of its signature, which no caller can choose without the user's private key, and
-/// only verified tokens are stored, so no one can crowd a bucket; a lookup still
-/// compares every byte.
-#[derive(Default)]
-struct TailHash {
-    seed: foldhash::fast::RandomState,
-    /// Hash every byte ([`Speedup::TailHash`] off).
-    whole: bool,
-}
-
-impl BuildHasher for TailHash {
-    type Hasher = TailHasher<<foldhash::fast::RandomState as BuildHasher>::Hasher>;
-
-    fn build_hasher(&self) -> Self::Hasher {
-        TailHasher {
-            hasher: self.seed.build_hasher(),
-            whole: self.whole,
-        }
-    }
-}
-
-/// The hasher of [`TailHash`]: `[u8]` hashes its length through `write_usize`, then
-/// its bytes through `write`, of which it reads the tail.
-struct TailHasher<H> {
-    hasher: H,
-    whole: bool,
-}
-
-impl<H: Hasher> Hasher for TailHasher<H> {
-    fn finish(&self) -> u64 {
-        self.hasher.finish()
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let from = if self.whole {
-            0
-        } else {
-            bytes.len().saturating_sub(HASHED_BYTES)
-        };
-        self.hasher.write(&bytes[from..]);
-    }
-
-    fn write_usize(&mut self, length: usize) {
-        self.hasher.write_usize(length);
-    }
-}
-
 struct Entry {
     token: CachedToken,
     /// The clock slot that holds the key.
@@ -194,13 +147,13 @@ impl std::fmt::Debug for TokenCache {
 impl TokenCache {
     /// An empty cache within `limits`.
     pub fn new(limits: CacheLimits) -> TokenCache {
+        /// The id of the next cache made.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let slots = limits.entries.max(1);
         TokenCache {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             map: papaya::HashMap::builder()
-                .hasher(TailHash {
-                    seed: foldhash::fast::RandomState::default(),
-                    whole: !speedup::on(Speedup::TailHash),
-                })
+                .hasher(foldhash::fast::RandomState::default())
                 .capacity(limits.entries.min(1024))
                 .build(),
             limits,
@@ -213,11 +166,18 @@ impl TokenCache {
         }
     }
 
-    /// Runs `check` on the cached result for exactly `token`, if there is one.
+    /// This cache's id (see [`local`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Runs `check` on the cached result for exactly `token`, if there is one, and
+    /// hands the entry to this thread's own cache ([`local`]).
     /// (Bytes, so the layer can look a token up before reading the header as text:
     /// equal bytes are the token that passed every check.)
     pub fn get<T>(&self, token: &[u8], check: impl FnOnce(&CachedToken) -> T) -> Option<T> {
-        self.map.pin().get(token).map(|entry| {
+        self.map.pin().get_key_value(token).map(|(key, entry)| {
+            local::remember(self.id, key, &entry.token);
             // A load first: a hot slot's flag is already set, and its cache line
             // stays shared between the threads that read it. (An entry evicted
             // meanwhile may mark its slot's next token: that one only gets a
@@ -308,36 +268,6 @@ mod tests {
             expires_at: 0,
             window: 0..1,
         }
-    }
-
-    #[test]
-    fn the_hash_reads_the_length_and_the_tail() {
-        let hash = TailHash::default();
-        let token = |head: &[u8], tail: &[u8]| [head, tail].concat().into_boxed_slice();
-        let tail = [b'x'; HASHED_BYTES];
-        let a = token(b"header.payload.", &tail);
-        let b = token(b"HEADER.PAYLOAD.", &tail);
-        assert_eq!(hash.hash_one(&*a), hash.hash_one(&*b));
-        assert_ne!(
-            hash.hash_one(&*a),
-            hash.hash_one(&*token(b"header.payload", &tail))
-        );
-        let mut other_tail = tail;
-        other_tail[HASHED_BYTES - 1] = b'y';
-        assert_ne!(
-            hash.hash_one(&*a),
-            hash.hash_one(&*token(b"header.payload.", &other_tail))
-        );
-        // Stored keys and borrowed bytes hash alike, so lookups by bytes find them.
-        let key = Key(Arc::from(&*a));
-        assert_eq!(hash.hash_one(&key), hash.hash_one(&*a));
-        // Off, every byte counts.
-        let whole = TailHash {
-            whole: true,
-            ..TailHash::default()
-        };
-        assert_ne!(whole.hash_one(&*a), whole.hash_one(&*b));
-        assert_eq!(whole.hash_one(&key), whole.hash_one(&*a));
     }
 
     fn token(i: usize) -> Vec<u8> {

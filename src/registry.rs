@@ -5,7 +5,15 @@
 //! Holds what a generation knows; reading files is `config`'s, parsing keys is
 //! `key`'s, and when to load a new generation is `reload`'s.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use arc_swap::{ArcSwap, Guard};
 
 use crate::{
     cache::{CacheLimits, TokenCache},
@@ -14,6 +22,57 @@ use crate::{
     key::PublicKey,
     user::Identity,
 };
+
+/// The registry in place, swapped whole by a reload, and the id of its token cache,
+/// which each thread's own cache ([`cache::local`](crate::cache::local)) reads
+/// without taking a guard on the registry.
+pub(crate) struct InPlace {
+    registry: ArcSwap<Registry>,
+    /// The id of `registry`'s cache, 0 for none. Set before the registry is
+    /// stored: whoever sees the new registry then also sees its cache's id, so no
+    /// thread's entry from an older cache answers once the new registry is seen.
+    cache_id: AtomicU64,
+}
+
+impl InPlace {
+    pub fn new(registry: Arc<Registry>) -> InPlace {
+        InPlace {
+            cache_id: AtomicU64::new(cache_id(&registry)),
+            registry: ArcSwap::new(registry),
+        }
+    }
+
+    /// The registry in place (a cheap guard, for reading it now).
+    pub fn load(&self) -> Guard<Arc<Registry>> {
+        self.registry.load()
+    }
+
+    /// The registry in place, to keep.
+    pub fn load_full(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    /// Puts `registry` in place.
+    pub fn store(&self, registry: Arc<Registry>) {
+        self.cache_id.store(cache_id(&registry), Ordering::SeqCst);
+        self.registry.store(registry);
+    }
+
+    /// The id of the token cache in place, 0 for none.
+    pub fn cache_id(&self) -> u64 {
+        self.cache_id.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for InPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.registry.load().fmt(f)
+    }
+}
+
+fn cache_id(registry: &Registry) -> u64 {
+    registry.cache().map_or(0, TokenCache::id)
+}
 
 /// One system user as the verifier sees it.
 #[derive(Debug)]

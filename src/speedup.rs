@@ -34,16 +34,13 @@ pub enum Speedup {
     /// over the bare router 0.013× the RSA operation with, 0.016× without in that
     /// run, and 0.021× to 0.023× without on another VM, which fails the 0.02× target.
     RoomyExtensions,
-    /// The token cache hashes a token's length and its last 32 bytes (the end of
-    /// the signature, which no caller can choose without the user's private key);
-    /// a lookup still compares every byte. Off: every byte is hashed.
+    /// Each thread keeps the last few tokens the shared cache answered for it,
+    /// marked with the id of the registry's cache, and a hit there takes no guard
+    /// on the registry or on the shared map (see `cache::local`). Off: every hit
+    /// goes to the registry's shared cache.
     ///
-    /// Measured with `benches/compare` (interleaved): a cache hit 86 ns with,
-    /// 108 ns without. With this and [`CoarseClock`](Self::CoarseClock) both off, the
-    /// layer's cost over the bare router for a cached token is 0.015× to 0.018× the
-    /// RSA operation on one VM, and 0.019× and 0.022× on another (target ≤ 0.02×,
-    /// failed there), against 0.012× to 0.015× with them.
-    TailHash,
+    /// Measured with `benches/compare` (interleaved): FIGURES.
+    ThreadCache,
 }
 
 #[cfg(feature = "testing")]

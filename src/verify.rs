@@ -35,11 +35,11 @@ use std::{
 pub use crate::algorithm::Algorithm;
 use crate::{
     algorithm::AlgorithmSet,
-    cache::{CacheUse, CachedToken},
+    cache::{CacheUse, CachedToken, local},
     error::{AudienceHint, AuthError, Claim, Malformed},
     jose::{BASE64URL, Claims, Header, Parts, decode_part},
     key::Validity,
-    registry::Registry,
+    registry::{InPlace, Registry},
     speedup::{self, Speedup},
     user::SystemUser,
 };
@@ -86,45 +86,54 @@ impl Verifier {
             })
     }
 
-    /// Runs every check on `token` against the users and audiences in
-    /// `registry`, at the clock's reading, and says whether the cache answered. A
-    /// token found in the registry's cache only has its times and its key's
-    /// validity window checked again. The token is bytes: the checks read it as
-    /// base64url, so it needs no separate check that it is text.
+    /// Runs every check on `token` against the users and audiences of the
+    /// registry in place, at the clock's reading, and says whether a cache
+    /// answered. A token found in this thread's own cache ([`local`]) or in the
+    /// registry's only has its times and its key's validity window checked again.
+    /// The token is bytes: the checks read it as base64url, so it needs no separate
+    /// check that it is text.
     pub fn verify(
         &self,
         token: &[u8],
-        registry: &Registry,
+        in_place: &InPlace,
     ) -> (Result<SystemUser, AuthError>, CacheUse) {
+        // Only tokens within the length limit are cached, so a hit needs no check.
+        if let Some(verdict) = local::get(in_place.cache_id(), token, |cached| self.hit(cached)) {
+            return (verdict, CacheUse::Hit);
+        }
+        let registry = in_place.load();
         if token.len() > self.max_token_length {
             let limit = self.max_token_length;
             return (Err(AuthError::TokenTooLong { limit }), CacheUse::Skipped);
         }
         let Some(cache) = registry.cache() else {
-            let verdict = self.verify_uncached(token, registry, self.now());
+            let verdict = self.verify_uncached(token, &registry, self.now());
             return (verdict.map(|cached| cached.user), CacheUse::Skipped);
         };
-        let hit = cache.get(token, |cached| {
-            if !self.coarsely_inside(&cached.window) {
-                let now = self.now();
-                if !cached.window.contains(&now) {
-                    // Only to name the check that fails.
-                    self.recheck(now, cached)?;
-                }
-            }
-            Ok(cached.user.clone())
-        });
-        if let Some(verdict) = hit {
+        if let Some(verdict) = cache.get(token, |cached| self.hit(cached)) {
             return (verdict, CacheUse::Hit);
         }
         let verdict = self
-            .verify_uncached(token, registry, self.now())
+            .verify_uncached(token, &registry, self.now())
             .map(|cached| {
                 let user = cached.user.clone();
                 cache.insert(token, cached);
                 user
             });
         (verdict, CacheUse::Miss)
+    }
+
+    /// The verdict on a cached token: its user, unless the clock is now outside
+    /// its time window.
+    fn hit(&self, cached: &CachedToken) -> Result<SystemUser, AuthError> {
+        if !self.coarsely_inside(&cached.window) {
+            let now = self.now();
+            if !cached.window.contains(&now) {
+                // Only to name the check that fails.
+                self.recheck(now, cached)?;
+            }
+        }
+        Ok(cached.user.clone())
     }
 
     /// The checks a cached token must pass again: the times, and the key's window.

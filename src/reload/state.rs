@@ -22,7 +22,7 @@ use crate::{
     config::{Config, ConfigSource},
     error::ConfigError,
     metrics::Metrics,
-    registry::{AudienceRule, Registry},
+    registry::{AudienceRule, InPlace, Registry},
 };
 
 /// Run at the start of every reload, with the lock held (tests only).
@@ -115,7 +115,7 @@ impl Reloader {
     /// change, and a failure once per change.
     pub fn reload(
         &self,
-        registry: &ArcSwap<Registry>,
+        registry: &InPlace,
         metrics: &Metrics,
     ) -> Result<ReloadReport, ConfigError> {
         let _span = tracing::info_span!(target: "zitadel_system_auth", "reload").entered();
@@ -151,7 +151,7 @@ impl Reloader {
     /// The reload itself; the caller holds the lock.
     fn reload_locked(
         &self,
-        registry: &ArcSwap<Registry>,
+        registry: &InPlace,
         metrics: &Metrics,
     ) -> Result<ReloadReport, ConfigError> {
         let current = registry.load_full();
@@ -233,7 +233,7 @@ impl Reloader {
     /// between the two stores tries again until the reload is published (a
     /// preempted thread needs a time slice, no file is read meanwhile). Should the
     /// two ever disagree for a second, the registry in place wins.
-    fn snapshot(&self, registry: &ArcSwap<Registry>) -> (Arc<Published>, Arc<Registry>) {
+    fn snapshot(&self, registry: &InPlace) -> (Arc<Published>, Arc<Registry>) {
         let mut started = None;
         loop {
             let published = self.published.load_full();
@@ -250,7 +250,7 @@ impl Reloader {
     }
 
     /// The state for [`SystemAuth::status`](crate::SystemAuth::status).
-    pub fn status(&self, registry: &ArcSwap<Registry>) -> Status {
+    pub fn status(&self, registry: &InPlace) -> Status {
         let (state, registry) = self.snapshot(registry);
         let watch = self.watch.load();
         let mut users: Vec<UserStatus> = registry

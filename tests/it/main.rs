@@ -35,6 +35,7 @@ mod reload;
 mod rsa_budget;
 #[cfg(feature = "cli")]
 mod sidecar;
+mod thread_cache;
 mod tower_http_stack;
 mod tracing;
 mod verify;

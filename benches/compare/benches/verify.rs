@@ -42,9 +42,10 @@
 //! process-wide with `testing::set_speedup`) are measured in the same pass, in
 //! every round, two ways (see `SPEEDUPS` and `SPEEDUP_PAIRS`):
 //! - a pair of slices per speed-up, side by side: its case with every speed-up on,
-//!   then the same case with that one off (`verify_cached` for `CoarseClock` and
-//!   `TailHash`, `layer_cached` for `RoomyExtensions`, `refuse_expired` and
-//!   `verify_uncached` for `SimdBase64`);
+//!   then the same case with that one off (`verify_cached` for `CoarseClock`,
+//!   `layer_cached` for `RoomyExtensions`, `refuse_expired` and `verify_uncached`
+//!   for `SimdBase64`, `verify_cached` and `layer_cached_per_route` for
+//!   `ThreadCache`);
 //! - after the round's cases with every speed-up on, the same cases again with one
 //!   speed-up off, for each speed-up in turn, and with the speed-ups of `TOGETHER`
 //!   off together, so that every target is also checked without them.
@@ -475,23 +476,24 @@ impl Auths {
 /// Every hand-written speed-up, in the order of the tables.
 static SPEEDUPS: [Speedup; 4] = [
     Speedup::CoarseClock,
-    Speedup::TailHash,
     Speedup::SimdBase64,
     Speedup::RoomyExtensions,
+    Speedup::ThreadCache,
 ];
 
 /// Speed-ups that work on the same case, also measured off together: each of the
 /// two cache-hit ones saves a little, and a target may need both.
-static TOGETHER: [&[Speedup]; 1] = [&[Speedup::CoarseClock, Speedup::TailHash]];
+static TOGETHER: [&[Speedup]; 1] = [&[Speedup::CoarseClock, Speedup::ThreadCache]];
 
 /// The with/without pairs of the interleaved pass: each speed-up on the case
 /// where it does its work.
 const SPEEDUP_PAIRS: &[(Speedup, &str)] = &[
     (Speedup::CoarseClock, "verify_cached"),
-    (Speedup::TailHash, "verify_cached"),
     (Speedup::SimdBase64, "refuse_expired"),
     (Speedup::SimdBase64, "verify_uncached"),
     (Speedup::RoomyExtensions, "layer_cached"),
+    (Speedup::ThreadCache, "verify_cached"),
+    (Speedup::ThreadCache, "layer_cached_per_route"),
 ];
 
 /// Which speed-ups are off: none, one, or the ones of [`TOGETHER`].
@@ -503,8 +505,8 @@ struct Setting {
 impl Setting {
     const ALL_ON: Setting = Setting { off: &[] };
 
-    /// The speed-ups that are off, as the tables name them: `TailHash`,
-    /// `CoarseClock+TailHash`.
+    /// The speed-ups that are off, as the tables name them: `ThreadCache`,
+    /// `CoarseClock+ThreadCache`.
     fn name(self) -> String {
         let names: Vec<String> = self.off.iter().map(|s| format!("{s:?}")).collect();
         names.join("+")
