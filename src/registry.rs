@@ -64,12 +64,7 @@ impl InPlace {
     }
 }
 
-impl std::fmt::Debug for InPlace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.registry.load().fmt(f)
-    }
-}
-
+/// The id of `registry`'s token cache, 0 for none.
 fn cache_id(registry: &Registry) -> u64 {
     registry.cache().map_or(0, TokenCache::id)
 }

@@ -222,6 +222,18 @@ impl SystemUser {
         }
     }
 
+    /// The same user with an identity of its own: a copy, whose reference count
+    /// no other thread writes (see `cache::local`).
+    pub(crate) fn with_own_identity(&self) -> SystemUser {
+        SystemUser {
+            identity: Arc::new(Identity {
+                id: self.identity.id.clone(),
+                memberships: self.identity.memberships.clone(),
+            }),
+            ..self.clone()
+        }
+    }
+
     pub(crate) fn with_context(
         mut self,
         instance_id: Option<Arc<str>>,

@@ -18,12 +18,10 @@
 //! Nothing before step 7 touches RSA or the user list, so junk costs little.
 //!
 //! Holds only the checks and the cached token's time window; the token's bytes are
-//! read by `jose`, keys by `key`, and users come from the `registry`.
-//!
-//! A cached token's time checks are one window of clock readings worked out once
-//! (see `Verifier::window`, and a test that it agrees with the checks), which a
-//! cache hit compares with the cheap coarse clock while that is enough (see
-//! `Verifier::coarsely_inside`).
+//! read by `jose`, keys by `key`, and users come from the `registry`. A cached
+//! token's time checks are one window of clock readings worked out once (see
+//! `Verifier::window`, and a test that it agrees with the checks), which a cache
+//! hit compares with the cheap coarse clock while that is enough.
 
 use std::{
     mem::MaybeUninit,
@@ -86,12 +84,10 @@ impl Verifier {
             })
     }
 
-    /// Runs every check on `token` against the users and audiences of the
-    /// registry in place, at the clock's reading, and says whether a cache
-    /// answered. A token found in this thread's own cache ([`local`]) or in the
-    /// registry's only has its times and its key's validity window checked again.
-    /// The token is bytes: the checks read it as base64url, so it needs no separate
-    /// check that it is text.
+    /// Runs every check on `token` against the registry in place, at the clock's
+    /// reading, and says whether a cache answered: this thread's own ([`local`]) or
+    /// the registry's, after which only the times and the key's window are checked
+    /// again. The token is bytes: the checks read it as base64url, not as text.
     pub fn verify(
         &self,
         token: &[u8],
@@ -123,8 +119,7 @@ impl Verifier {
         (verdict, CacheUse::Miss)
     }
 
-    /// The verdict on a cached token: its user, unless the clock is now outside
-    /// its time window.
+    /// A cached token's verdict: its user, unless the clock is outside its window.
     fn hit(&self, cached: &CachedToken) -> Result<SystemUser, AuthError> {
         if !self.coarsely_inside(&cached.window) {
             let now = self.now();

@@ -9,6 +9,8 @@
 //! answers again, on any thread. Such a hit needs no registry guard and no map
 //! guard, which is what it saves; it still compares every byte of the token, and
 //! the verifier still checks its time window, as for a hit in the shared cache.
+//! The thread keeps its own copy of the user's identity, so the `SystemUser` a hit
+//! hands out counts a reference that no other thread writes.
 //!
 //! A thread that sees more than [`SLOTS`] tokens in turn gains nothing from it,
 //! and pays for each hand-over (a few reference counts) on every hit in the shared
@@ -107,7 +109,10 @@ pub(super) fn remember(cache_id: u64, key: &Key, token: &CachedToken) {
             cache_id,
             tail,
             key: key.clone(),
-            token: token.clone(),
+            token: CachedToken {
+                user: token.user.with_own_identity(),
+                ..token.clone()
+            },
         });
     });
 }

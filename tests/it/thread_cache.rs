@@ -24,14 +24,21 @@ fn system() -> TestSystem {
 }
 
 /// Verifies `token` three times on this thread and checks that only the first
-/// needed RSA, so that the thread now keeps it.
+/// needed RSA, so that the thread now keeps it, and that every round hands out the
+/// same user (id, memberships, times).
 fn keep_on_this_thread(auth: &SystemAuth, token: &str) {
+    let mut first = None;
     for round in 1..=3 {
         let before = rsa_operations_on_this_thread();
         let user = auth.verify(token).expect("a valid token");
         assert_eq!(user.user_id(), TEST_USER);
         let rsa = rsa_operations_on_this_thread() - before;
         assert_eq!(rsa, u64::from(round == 1), "round {round}");
+        assert_eq!(
+            first.get_or_insert_with(|| user.clone()),
+            &user,
+            "round {round}"
+        );
     }
 }
 

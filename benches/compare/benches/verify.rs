@@ -44,8 +44,8 @@
 //! - a pair of slices per speed-up, side by side: its case with every speed-up on,
 //!   then the same case with that one off (`verify_cached` for `CoarseClock`,
 //!   `layer_cached` for `RoomyExtensions`, `refuse_expired` and `verify_uncached`
-//!   for `SimdBase64`, `verify_cached` and `layer_cached_per_route` for
-//!   `ThreadCache`);
+//!   for `SimdBase64`, `verify_cached`, `layer_cached_per_route` and
+//!   `layer_cached_2_threads` for `ThreadCache`);
 //! - after the round's cases with every speed-up on, the same cases again with one
 //!   speed-up off, for each speed-up in turn, and with the speed-ups of `TOGETHER`
 //!   off together, so that every target is also checked without them.
@@ -494,6 +494,7 @@ const SPEEDUP_PAIRS: &[(Speedup, &str)] = &[
     (Speedup::RoomyExtensions, "layer_cached"),
     (Speedup::ThreadCache, "verify_cached"),
     (Speedup::ThreadCache, "layer_cached_per_route"),
+    (Speedup::ThreadCache, "layer_cached_2_threads"),
 ];
 
 /// Which speed-ups are off: none, one, or the ones of [`TOGETHER`].
