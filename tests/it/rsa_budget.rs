@@ -184,9 +184,13 @@ fn a_cached_token_that_expired_is_refused_without_rsa() {
         .issued_at(UNIX_EPOCH + Duration::from_secs(now))
         .expires_at(UNIX_EPOCH + Duration::from_secs(now + 60))
         .build();
-    let (result, rsa) = counted(|| system.auth.verify(&token));
-    assert!(result.is_ok());
-    assert_eq!(rsa, 1);
+    // The first costs RSA; the second is the shared cache's, which hands the token
+    // to this thread; the third is this thread's own (`thread_cache`).
+    for round in 1..=3 {
+        let (result, rsa) = counted(|| system.auth.verify(&token));
+        assert!(result.is_ok(), "round {round}");
+        assert_eq!(rsa, u64::from(round == 1), "round {round}");
+    }
     offset.store(120, Ordering::SeqCst);
     let (result, rsa) = counted(|| system.auth.verify(&token));
     assert_eq!(result.unwrap_err(), AuthError::Expired);
