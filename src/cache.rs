@@ -19,8 +19,8 @@
 //! verification, take one short lock; hits do not. A key is hashed (foldhash, with a
 //! seed of the cache's own) and compared whole.
 //!
-//! In front of it, each thread keeps the last few tokens it answered for that
-//! thread ([`local`]), so that a token used again and again on one thread needs no
+//! In front of it, each thread keeps the last few tokens this cache answered for
+//! it ([`local`]), so that a token used again and again on one thread needs no
 //! guard on the map. Those few per thread come on top of the limits. Holds no
 //! checks of its own: `verify` decides what is stored.
 

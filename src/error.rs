@@ -157,6 +157,35 @@ pub enum AudienceHint {
     Other,
 }
 
+impl AudienceHint {
+    /// Says how `presented` differs from `expected`, in one fixed word.
+    pub(crate) fn between(expected: &str, presented: &str) -> AudienceHint {
+        fn split(url: &str) -> (&str, &str, &str) {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+            let host = authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host);
+            (scheme, host, path)
+        }
+        if presented.eq_ignore_ascii_case(expected) {
+            return AudienceHint::Case;
+        }
+        if presented.trim_end_matches('/') == expected.trim_end_matches('/') {
+            return AudienceHint::TrailingSlash;
+        }
+        let (e_scheme, e_host, e_path) = split(expected);
+        let (p_scheme, p_host, p_path) = split(presented);
+        if e_host == p_host && e_path == p_path {
+            if e_scheme != p_scheme {
+                return AudienceHint::Scheme;
+            }
+            return AudienceHint::Port;
+        }
+        AudienceHint::Other
+    }
+}
+
 impl Claim {
     /// The claim's name in the token.
     pub fn name(self) -> &'static str {
@@ -527,5 +556,35 @@ pub(crate) fn shown(name: &str) -> String {
         format!("`{name}`")
     } else {
         format!("({} characters, not shown)", name.chars().count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audience_hints_name_the_difference() {
+        let expected = "https://custom-domain.com";
+        assert_eq!(
+            AudienceHint::between(expected, "https://custom-domain.com/"),
+            AudienceHint::TrailingSlash
+        );
+        assert_eq!(
+            AudienceHint::between(expected, "http://custom-domain.com"),
+            AudienceHint::Scheme
+        );
+        assert_eq!(
+            AudienceHint::between(expected, "https://custom-domain.com:443"),
+            AudienceHint::Port
+        );
+        assert_eq!(
+            AudienceHint::between(expected, "https://Custom-Domain.com"),
+            AudienceHint::Case
+        );
+        assert_eq!(
+            AudienceHint::between(expected, "https://other.example"),
+            AudienceHint::Other
+        );
     }
 }

@@ -236,9 +236,9 @@ impl Verifier {
             .any(|aud| expected.iter().any(|expected| **expected == **aud))
         {
             let expected = expected.first().cloned().unwrap_or_else(|| "".into());
-            let hint = audience
-                .first()
-                .map_or(AudienceHint::Other, |aud| audience_hint(&expected, aud));
+            let hint = audience.first().map_or(AudienceHint::Other, |aud| {
+                AudienceHint::between(&expected, aud)
+            });
             return Err(AuthError::AudienceMismatch { expected, hint });
         }
 
@@ -374,33 +374,6 @@ fn secs(seconds: u64) -> i128 {
 /// Go's `Time.Round(time.Second)`: halfway values round up.
 fn round_to_second(nanos: i128) -> i128 {
     (nanos + NANOS / 2).div_euclid(NANOS) * NANOS
-}
-
-/// Says how `presented` differs from `expected`, in one fixed word.
-pub(crate) fn audience_hint(expected: &str, presented: &str) -> AudienceHint {
-    fn split(url: &str) -> (&str, &str, &str) {
-        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-        let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host);
-        (scheme, host, path)
-    }
-    if presented.eq_ignore_ascii_case(expected) {
-        return AudienceHint::Case;
-    }
-    if presented.trim_end_matches('/') == expected.trim_end_matches('/') {
-        return AudienceHint::TrailingSlash;
-    }
-    let (e_scheme, e_host, e_path) = split(expected);
-    let (p_scheme, p_host, p_path) = split(presented);
-    if e_host == p_host && e_path == p_path {
-        if e_scheme != p_scheme {
-            return AudienceHint::Scheme;
-        }
-        return AudienceHint::Port;
-    }
-    AudienceHint::Other
 }
 
 #[cfg(test)]
@@ -571,30 +544,5 @@ mod tests {
         assert_eq!(round_to_second(1_499_999_999), NANOS);
         assert_eq!(round_to_second(1_500_000_000), 2 * NANOS);
         assert_eq!(round_to_second(-1), 0);
-    }
-
-    #[test]
-    fn audience_hints_name_the_difference() {
-        let expected = "https://custom-domain.com";
-        assert_eq!(
-            audience_hint(expected, "https://custom-domain.com/"),
-            AudienceHint::TrailingSlash
-        );
-        assert_eq!(
-            audience_hint(expected, "http://custom-domain.com"),
-            AudienceHint::Scheme
-        );
-        assert_eq!(
-            audience_hint(expected, "https://custom-domain.com:443"),
-            AudienceHint::Port
-        );
-        assert_eq!(
-            audience_hint(expected, "https://Custom-Domain.com"),
-            AudienceHint::Case
-        );
-        assert_eq!(
-            audience_hint(expected, "https://other.example"),
-            AudienceHint::Other
-        );
     }
 }

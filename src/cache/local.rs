@@ -13,8 +13,8 @@
 //! hands out counts a reference that no other thread writes.
 //!
 //! A thread that sees more than [`SLOTS`] tokens in turn gains nothing from it,
-//! and pays for each hand-over (a few reference counts) on every hit in the shared
-//! cache. A service of system users sees a few users, each with one token at a
+//! and pays for each hand-over (a few reference counts and a copy of the identity)
+//! on every hit in the shared cache. A service of system users sees a few users, each with one token at a
 //! time.
 //!
 //! [`InPlace::cache_id`]: crate::registry::InPlace::cache_id

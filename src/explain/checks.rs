@@ -7,10 +7,10 @@ use serde_json::Value;
 use super::{Check, Outcome, text::*};
 use crate::{
     algorithm::Algorithm,
-    error::{AuthError, Malformed},
+    error::{AudienceHint, AuthError, Malformed},
     jose::{Claims, Header, Parts},
     registry::Registry,
-    verify::{Verifier, audience_hint, check_validity},
+    verify::{Verifier, check_validity},
 };
 
 /// Runs every check on `token` at the clock reading `now`.
@@ -252,7 +252,7 @@ impl Explainer<'_> {
                     self.pass("aud", format!("{found}, expected {wanted}"));
                 } else {
                     let hint = match (expected.first(), presented.first()) {
-                        (Some(e), Some(p)) => format!(" ({})", audience_hint(e, p)),
+                        (Some(e), Some(p)) => format!(" ({})", AudienceHint::between(e, p)),
                         _ => String::new(),
                     };
                     self.fail(
