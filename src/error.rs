@@ -566,25 +566,18 @@ mod tests {
     #[test]
     fn audience_hints_name_the_difference() {
         let expected = "https://custom-domain.com";
-        assert_eq!(
-            AudienceHint::between(expected, "https://custom-domain.com/"),
-            AudienceHint::TrailingSlash
-        );
-        assert_eq!(
-            AudienceHint::between(expected, "http://custom-domain.com"),
-            AudienceHint::Scheme
-        );
-        assert_eq!(
-            AudienceHint::between(expected, "https://custom-domain.com:443"),
-            AudienceHint::Port
-        );
-        assert_eq!(
-            AudienceHint::between(expected, "https://Custom-Domain.com"),
-            AudienceHint::Case
-        );
-        assert_eq!(
-            AudienceHint::between(expected, "https://other.example"),
-            AudienceHint::Other
-        );
+        for (presented, hint) in [
+            ("https://custom-domain.com/", AudienceHint::TrailingSlash),
+            ("http://custom-domain.com", AudienceHint::Scheme),
+            ("https://custom-domain.com:443", AudienceHint::Port),
+            ("https://Custom-Domain.com", AudienceHint::Case),
+            ("https://other.example", AudienceHint::Other),
+        ] {
+            assert_eq!(
+                AudienceHint::between(expected, presented),
+                hint,
+                "{presented}"
+            );
+        }
     }
 }
