@@ -176,24 +176,24 @@ where
         match verdict {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
             Err(error) => {
-                self.layer.record(&error, user);
+                self.layer.check.record(&error, user);
                 ResponseFuture::refused(self.layer.responder.respond(&error, &request))
             }
         }
     }
 }
 
-impl RequireRoleLayer {
+impl RoleCheck {
     /// Logs and counts one refusal: the reason, the user id and the role (never
     /// anything of the token, which this layer does not read).
     fn record(&self, error: &AuthError, user: Option<&SystemUser>) {
         metrics::role_refused(error.reason());
-        self.check.refusals.log(|| {
+        self.refusals.log(|| {
             tracing::info!(
                 target: "zitadel_system_auth",
                 reason = error.reason(),
                 user_id = user.map(SystemUser::user_id),
-                role = &*self.check.role,
+                role = &*self.role,
                 "request refused by the route's role check: {error}"
             );
         });
