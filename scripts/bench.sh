@@ -15,10 +15,10 @@
 # BENCH_INTERLEAVED_ROUNDS, BENCH_INTERLEAVED_SLICE_MS, BENCH_SPEEDUPS=0,
 # BENCH_CLOCK=cpu (see the bench's module docs).
 #
-# On 2 cores, with everything already built: about 7 minutes (the verify bench's
-# setup 10 s, criterion about 3 minutes, the interleaved pass with the speed-ups
-# 2.5 to 3.5, the reload bench 1). The first release builds take about 9 more
-# (benches/compare 4.5 minutes, the main crate's benches 4).
+# On 2 cores, with everything already built: about 4 minutes (the verify bench's
+# setup 10 s, criterion about 2 minutes, the interleaved pass with the speed-ups
+# 1.5, the reload bench under 1). The first release builds take about 4 more
+# (benches/compare 2.5 minutes, the main crate's benches 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

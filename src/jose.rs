@@ -7,15 +7,14 @@
 //! [`MAX_DEPTH`], a header member that carries or points at a key. It knows nothing of
 //! keys, clocks or audiences: those checks are `verify`'s.
 
-use std::{borrow::Cow, cell::Cell, fmt, marker::PhantomData, mem::MaybeUninit};
+use std::{borrow::Cow, cell::Cell, fmt, marker::PhantomData};
 
-use base64_simd::Out;
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::{
     algorithm::Algorithm,
     error::{AuthError, Claim, Malformed},
-    speedup::{self, Speedup},
 };
 
 /// The deepest a header or payload may nest, arrays and objects alike: the top-level
@@ -24,10 +23,6 @@ pub const MAX_DEPTH: usize = 64;
 
 /// The latest time a claim may name: 9999-12-31T23:59:59Z.
 const MAX_TIME: u64 = 253_402_300_799;
-
-/// Canonical unpadded base64url: no `=`, and the unused bits of the last character
-/// zero. (SIMD-accelerated; a token's three parts are its hot path.)
-pub(crate) const BASE64URL: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
 
 /// The three parts of a compact JWS, still encoded.
 pub(crate) struct Parts<'t> {
@@ -57,26 +52,21 @@ impl<'t> Parts<'t> {
     }
 }
 
-/// Decodes the canonical unpadded base64url `part` into the front of `out` (room
-/// for [`estimated_decoded_length`](base64_simd::Base64::estimated_decoded_length)).
-pub(crate) fn decode_part<'o>(
-    part: &[u8],
-    out: &'o mut [MaybeUninit<u8>],
-    what: Malformed,
-) -> Result<Cow<'o, [u8]>, AuthError> {
-    let malformed = || AuthError::Malformed(what);
-    if !speedup::on(Speedup::SimdBase64) {
-        use base64::Engine as _;
-        return base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .map(Cow::Owned)
-            .map_err(|_| malformed());
-    }
-    let len = BASE64URL.decoded_length(part).map_err(|_| malformed())?;
-    let out = out.get_mut(..len).ok_or_else(malformed)?;
-    match BASE64URL.decode(part, Out::from_uninit_slice(out)) {
-        Ok(decoded) => Ok(Cow::Borrowed(decoded)),
-        Err(_) => Err(malformed()),
+/// Decodes `part`, which must be canonical unpadded base64url: no `=`, and the
+/// unused bits of the last character zero (the `base64` crate's URL-safe engine
+/// without padding refuses anything else).
+pub(crate) fn decode_part(part: &[u8], what: Malformed) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| AuthError::Malformed(what))
+}
+
+/// The most bytes the unpadded base64url `part` can decode to, or `None` when no
+/// base64url text has its length.
+pub(crate) fn decoded_length(part: &[u8]) -> Option<usize> {
+    match part.len() % 4 {
+        1 => None,
+        rest => Some(part.len() / 4 * 3 + rest.saturating_sub(1)),
     }
 }
 

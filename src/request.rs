@@ -7,17 +7,13 @@
 //! Holds the reading of requests only: the checks on a token are `verify`'s, the
 //! rendering of a refusal is `response`'s.
 
-use std::{
-    panic::AssertUnwindSafe,
-    sync::{Arc, LazyLock},
-};
+use std::{panic::AssertUnwindSafe, sync::Arc};
 
-use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Request, header::AUTHORIZATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, header::AUTHORIZATION};
 
 use crate::{
     auth::SystemAuth,
     error::{AuthError, Malformed},
-    speedup::{self, Speedup},
     user::{InstanceId, ORG_ID_HEADER, SystemUser},
 };
 
@@ -48,9 +44,6 @@ impl SystemAuth {
         let extensions = request.extensions_mut();
         match decision? {
             Some(user) => {
-                if extensions.is_empty() && speedup::on(Speedup::RoomyExtensions) {
-                    *extensions = ROOMY_EXTENSIONS.clone();
-                }
                 record_on_span(&user);
                 extensions.insert(user);
             }
@@ -127,27 +120,6 @@ pub fn trace_span<B>(request: &Request<B>) -> tracing::Span {
     )
 }
 
-/// An empty extension map with room for seven extensions, to clone for a request
-/// that has none yet.
-///
-/// A request a server has just parsed carries no extensions. Around a Router, the
-/// layer adds the [`SystemUser`] and axum then adds three of its own (the original
-/// URI, the matched path, the path parameters): four, one more than a map's first
-/// allocation holds, so the map would be allocated twice and rehashed on every
-/// request. A clone of this map keeps its room and allocates once. (Were a clone
-/// ever to drop the spare room, the map would only grow as before.)
-static ROOMY_EXTENSIONS: LazyLock<Extensions> = LazyLock::new(|| {
-    #[derive(Clone)]
-    struct Room<const N: usize>;
-    let mut extensions = Extensions::new();
-    extensions.insert(Room::<0>);
-    extensions.insert(Room::<1>);
-    extensions.insert(Room::<2>);
-    extensions.insert(Room::<3>);
-    extensions.clear();
-    extensions
-});
-
 /// Reads the token from exactly one `Authorization: Bearer <token>` header.
 ///
 /// A missing header or another scheme is [`AuthError::MissingToken`]; several
@@ -200,20 +172,5 @@ fn token_in(value: &[u8]) -> Result<&[u8], AuthError> {
     match rest.iter().position(|&b| b != b' ') {
         None => Err(AuthError::Malformed(Malformed::EmptyToken)),
         Some(start) => Ok(&rest[start..]),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_roomy_extensions_are_empty_and_stay_so() {
-        assert!(ROOMY_EXTENSIONS.is_empty());
-        let mut extensions = ROOMY_EXTENSIONS.clone();
-        assert_eq!(extensions.len(), 0);
-        extensions.insert(7u8);
-        assert_eq!(extensions.get::<u8>(), Some(&7));
-        assert!(ROOMY_EXTENSIONS.is_empty());
     }
 }

@@ -13,48 +13,25 @@ pub enum Speedup {
     /// (`CLOCK_REALTIME_COARSE`), and reads the precise one only near the window's
     /// end. Off: every hit reads the precise clock.
     ///
-    /// Measured with `benches/compare` (interleaved, one core): a cache hit 66 ns
-    /// with, 102 ns without. Without it, the cached layer on the routes cost 0.021×
-    /// to 0.023× the RSA operation over the bare router in three runs, against the
-    /// 0.02× target (0.019× to 0.022× with it).
+    /// Measured with `benches/compare` (interleaved, one core): a cache hit 55 ns
+    /// with, 73 ns without. The cached layer on the routes cost 0.017× the RSA
+    /// operation over the bare router with it, 0.019× without, and 0.022× with it
+    /// and the thread cache both off, against the 0.02× target (0.020× and 0.021×
+    /// without it alone in two earlier runs).
     CoarseClock,
-    /// The token's parts are decoded with SIMD base64 (`base64-simd`) into buffers on
-    /// the stack. Off: the `base64` crate's decoder.
-    ///
-    /// Measured with `benches/compare` (interleaved, one core, RSA-2048): refusing
-    /// an expired token 652 ns with, 974 ns without; an uncached `verify` 1.021×
-    /// slower without; the layer's uncached verdict at 1.102× the bare RSA
-    /// operation with, 1.120× without in one run (1.109× and 1.110× in another),
-    /// where runs with everything on have measured up to 1.128× against the 1.15×
-    /// target.
-    SimdBase64,
-    /// A request with no extensions gets a map with room for the user and axum's
-    /// three, allocated once. Off: the map grows as extensions are added.
-    ///
-    /// Measured with `benches/compare` (interleaved): a cached token through the
-    /// layer 789 ns with, 854 ns without (1.072× the median ratio); the layer's cost
-    /// over the bare router 0.011× the RSA operation with, 0.013× without, and
-    /// 0.021× to 0.023× without on another VM, which failed the 0.02× target there.
-    /// The cached layer's 2-thread scaling (target 0.95 of the floor's) measured
-    /// 0.884 and 0.893 without it, 0.962 and 0.939 with it, in two runs, and 0.967
-    /// without, 0.927 with, in a third. In a run timed by CPU time, no target failed
-    /// without it.
-    RoomyExtensions,
     /// Each thread keeps the last few tokens the shared cache answered for it,
     /// marked with the id of the registry's cache and with its own copy of the
     /// user's identity; a hit there takes no guard on the registry or on the shared
     /// map, and writes no reference count another thread writes (see
     /// `cache::local`). Off: every hit goes to the registry's shared cache.
     ///
-    /// Measured with `benches/compare` (interleaved): a cache hit 66 ns with,
-    /// 109 ns without; the cached layer on the routes 978 ns with, 1.03 µs without
-    /// (1.081× the median ratio), its cost over the bare router 0.020× the RSA
-    /// operation with, 0.023× without, against the 0.02× target (0.019× and 0.022×
-    /// with, 0.024× and 0.024× without, in two earlier runs); the cached layer on
-    /// 2 threads, by CPU time, 625 ns with, 726 ns without. In a run timed by CPU
-    /// time, without it the layer on the routes measured 0.021× (0.019× with) and
-    /// the cached layer's 2-thread scaling 0.925 of the floor's (0.994 with),
-    /// against 0.95.
+    /// Measured with `benches/compare` (interleaved): a cache hit 55 ns with,
+    /// 68 ns without; the cached layer on the routes 632 ns with, 679 ns without
+    /// (1.066× the median ratio), its cost over the bare router 0.017× the RSA
+    /// operation with, 0.020× without, against the 0.02× target (0.021× without in
+    /// each of the two runs before); the cached layer's 2-thread scaling 1.001 of
+    /// the floor's with, 0.829 without, against 0.95. By CPU time, the cached layer
+    /// on 2 threads 625 ns with, 726 ns without.
     ThreadCache,
 }
 

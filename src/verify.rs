@@ -24,7 +24,6 @@
 //! hit compares with the cheap coarse clock while that is enough.
 
 use std::{
-    mem::MaybeUninit,
     ops::Range,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -35,7 +34,7 @@ use crate::{
     algorithm::AlgorithmSet,
     cache::{CacheUse, CachedToken, local},
     error::{AudienceHint, AuthError, Claim, Malformed},
-    jose::{BASE64URL, Claims, Header, Parts, decode_part},
+    jose::{Claims, Header, Parts, decode_part, decoded_length},
     key::Validity,
     registry::{InPlace, Registry},
     speedup::{self, Speedup},
@@ -43,6 +42,9 @@ use crate::{
 };
 
 const NANOS: i128 = 1_000_000_000;
+
+/// The longest signature there is: one of an 8192-bit modulus.
+const MAX_SIGNATURE_BYTES: usize = 1024;
 
 /// Where the verifier reads the time; replaceable for tests.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -196,37 +198,18 @@ impl Verifier {
         registry: &Registry,
         now: i128,
     ) -> Result<CachedToken, AuthError> {
-        // 1. Shape. Header and payload are decoded into one buffer (on the stack for
-        // any usual token), which the claims borrow from.
+        // 1. Shape.
         let parts = Parts::split(token)?;
-        let mut stack = [const { MaybeUninit::<u8>::uninit() }; 2048];
-        let mut heap = Vec::new();
-        let header_room = BASE64URL.estimated_decoded_length(parts.header.len());
-        let room = header_room + BASE64URL.estimated_decoded_length(parts.payload.len());
-        let buffer = match stack.get_mut(..room) {
-            Some(buffer) => buffer,
-            None => {
-                heap.resize(room, MaybeUninit::uninit());
-                &mut heap[..]
-            }
-        };
-        let (header_buffer, payload_buffer) = buffer.split_at_mut(header_room);
-        let header = Header::parse(&decode_part(
-            parts.header,
-            header_buffer,
-            Malformed::HeaderBase64,
-        )?)?;
-        let payload = decode_part(parts.payload, payload_buffer, Malformed::PayloadBase64)?;
+        let header = Header::parse(&decode_part(parts.header, Malformed::HeaderBase64)?)?;
+        let payload = decode_part(parts.payload, Malformed::PayloadBase64)?;
         let claims = Claims::parse(&payload)?;
-        // A signature is never longer than an 8192-bit modulus: decode on the stack.
-        let mut signature = [const { MaybeUninit::<u8>::uninit() }; 1024];
-        let signature_len = BASE64URL
-            .decoded_length(parts.signature)
-            .map_err(|_| AuthError::Malformed(Malformed::SignatureBase64))?;
-        if signature_len > signature.len() {
+        // A signature is never longer than an 8192-bit modulus.
+        let signature_len = decoded_length(parts.signature)
+            .ok_or(AuthError::Malformed(Malformed::SignatureBase64))?;
+        if signature_len > MAX_SIGNATURE_BYTES {
             return Err(AuthError::InvalidSignature);
         }
-        let signature = decode_part(parts.signature, &mut signature, Malformed::SignatureBase64)?;
+        let signature = decode_part(parts.signature, Malformed::SignatureBase64)?;
 
         // 2. Audience.
         let audience = claims.aud()?;

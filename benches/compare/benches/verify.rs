@@ -42,10 +42,9 @@
 //! process-wide with `testing::set_speedup`) are measured in the same pass, in
 //! every round, two ways (see `SPEEDUPS` and `SPEEDUP_PAIRS`):
 //! - a pair of slices per speed-up, side by side: its case with every speed-up on,
-//!   then the same case with that one off (`verify_cached` for `CoarseClock`,
-//!   `layer_cached` for `RoomyExtensions`, `refuse_expired` and `verify_uncached`
-//!   for `SimdBase64`, `verify_cached`, `layer_cached_per_route` and
-//!   `layer_cached_2_threads` for `ThreadCache`);
+//!   then the same case with that one off (`verify_cached` for `CoarseClock`;
+//!   `verify_cached`, `layer_cached_per_route` and `layer_cached_2_threads` for
+//!   `ThreadCache`);
 //! - after the round's cases with every speed-up on, the same cases again with one
 //!   speed-up off, for each speed-up in turn, and with the speed-ups of `TOGETHER`
 //!   off together, so that every target is also checked without them.
@@ -55,7 +54,7 @@
 //! its own `SystemAuth`s, built while it is in force. This is printed last:
 //! "speed-up | case | with | without | ratio | targets that fail without it", then
 //! every target's median with every speed-up on and with each setting off. A round
-//! then takes about 1.5 s on 2 cores (150 rounds: under 4 minutes);
+//! then takes about 0.55 s on 2 cores (150 rounds: under 1.5 minutes);
 //! `BENCH_SPEEDUPS=0` leaves the speed-ups out (a round then takes about 0.15 s).
 //!
 //! `BENCH_INTERLEAVED_ROUNDS=N` sets the rounds (0 skips the pass) and
@@ -474,12 +473,7 @@ impl Auths {
 }
 
 /// Every hand-written speed-up, in the order of the tables.
-static SPEEDUPS: [Speedup; 4] = [
-    Speedup::CoarseClock,
-    Speedup::SimdBase64,
-    Speedup::RoomyExtensions,
-    Speedup::ThreadCache,
-];
+static SPEEDUPS: [Speedup; 2] = [Speedup::CoarseClock, Speedup::ThreadCache];
 
 /// Speed-ups that work on the same case, also measured off together: each of the
 /// two cache-hit ones saves a little, and a target may need both.
@@ -489,9 +483,6 @@ static TOGETHER: [&[Speedup]; 1] = [&[Speedup::CoarseClock, Speedup::ThreadCache
 /// where it does its work.
 const SPEEDUP_PAIRS: &[(Speedup, &str)] = &[
     (Speedup::CoarseClock, "verify_cached"),
-    (Speedup::SimdBase64, "refuse_expired"),
-    (Speedup::SimdBase64, "verify_uncached"),
-    (Speedup::RoomyExtensions, "layer_cached"),
     (Speedup::ThreadCache, "verify_cached"),
     (Speedup::ThreadCache, "layer_cached_per_route"),
     (Speedup::ThreadCache, "layer_cached_2_threads"),
