@@ -230,7 +230,10 @@ impl SystemUser {
                 id: self.identity.id.clone(),
                 memberships: self.identity.memberships.clone(),
             }),
-            ..self.clone()
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            instance_id: self.instance_id.clone(),
+            org_id: self.org_id.clone(),
         }
     }
 

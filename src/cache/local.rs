@@ -14,8 +14,8 @@
 //!
 //! A thread that sees more than [`SLOTS`] tokens in turn gains nothing from it,
 //! and pays for each hand-over (a few reference counts and a copy of the identity)
-//! on every hit in the shared cache. A service of system users sees a few users, each with one token at a
-//! time.
+//! on every hit in the shared cache. A service of system users sees a few users,
+//! each with one token at a time.
 //!
 //! [`InPlace::cache_id`]: crate::registry::InPlace::cache_id
 
@@ -111,7 +111,11 @@ pub(super) fn remember(cache_id: u64, key: &Key, token: &CachedToken) {
             key: key.clone(),
             token: CachedToken {
                 user: token.user.with_own_identity(),
-                ..token.clone()
+                validity: token.validity,
+                not_before: token.not_before,
+                issued_at: token.issued_at,
+                expires_at: token.expires_at,
+                window: token.window.clone(),
             },
         });
     });
